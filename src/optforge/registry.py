@@ -1,0 +1,352 @@
+"""The optimizer registry: one data entry per optimizer, looked up by name.
+
+Names are case-insensitive. Entries come from *providers*: ``torch`` (every
+``torch.optim`` optimizer and the ``Momentum``/``NesterovMomentum`` presets),
+``optforge`` (our own optimizers) and optional third-party providers that load
+lazily, the first time one of their names (``timm.lamb``) is asked for.
+
+Example:
+    >>> import torch
+    >>> import optforge
+    >>> optforge.get_optimizer_class("adamw") is torch.optim.AdamW
+    True
+    >>> @optforge.register_optimizer(name="MySGD", defaults={"momentum": 0.5}, aliases=["my_sgd"])
+    ... class MySGD(torch.optim.SGD):
+    ...     pass
+    >>> optforge.get_optimizer_entry("my_sgd").defaults
+    {'momentum': 0.5}
+    >>> optforge.unregister_optimizer("MySGD")
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from optforge.errors import ConfigError, unknown_choice
+
+__all__ = [
+    "OptimizerEntry",
+    "Provider",
+    "get_optimizer_class",
+    "get_optimizer_entry",
+    "list_optimizers",
+    "optimizer_entries",
+    "register_optimizer",
+    "register_provider",
+    "unregister_optimizer",
+]
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    """One registered optimizer.
+
+    Attributes:
+        name: The canonical name, as listed (``"AdamW"``, ``"timm.lamb"``).
+        cls: The optimizer class, or a lazy ``"module:attr"`` string.
+        provider: Who supplies it (``"torch"``, ``"optforge"``, ``"timm"``, ``"user"``...).
+        defaults: Hyperparameters bound by this entry; a config may override them.
+        description: One line for listings.
+        aliases: Other names that reach this entry.
+        needs_closure: ``step()`` must be given a closure (LBFGS).
+        needs_create_graph: gradients must come from ``backward(create_graph=True)``.
+        decoupled_weight_decay: weight decay is decoupled from the gradient
+            (AdamW-style); param-group presets use it to exclude biases and norms.
+        needs_sparse_grad: only takes sparse gradients (SparseAdam).
+        matrix_params_only: only takes 2-D parameters (Muon).
+        unavailable: Why the entry cannot be built on this machine, or ``None``.
+            A callable is evaluated when the entry is built.
+    """
+
+    name: str
+    cls: type[torch.optim.Optimizer] | str
+    provider: str = "user"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    needs_closure: bool = False
+    needs_create_graph: bool = False
+    decoupled_weight_decay: bool = False
+    needs_sparse_grad: bool = False
+    matrix_params_only: bool = False
+    unavailable: str | Callable[[], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+    def resolve_class(self) -> type[torch.optim.Optimizer]:
+        """The optimizer class, importing it if it was registered lazily."""
+        if isinstance(self.cls, str):
+            module_name, _, attr = self.cls.partition(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return self.cls
+
+    def unavailable_reason(self) -> str | None:
+        """Why this entry cannot be built here, or ``None`` when it can."""
+        if callable(self.unavailable):
+            return self.unavailable()
+        return self.unavailable
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A source of registry entries, loaded on first use.
+
+    Attributes:
+        name: The provider's name (``"timm"``).
+        loader: ``"module:function"``; the function takes no argument and
+            registers the provider's entries with :func:`register_optimizer`.
+        prefixes: Name prefixes that belong to this provider (``"timm."``);
+            asking for such a name loads the provider.
+        package: The import name of the package it needs (``None`` for none).
+        extra: The optforge extra that installs that package.
+        builtin: Loaded whenever the registry is first used.
+    """
+
+    name: str
+    loader: str
+    prefixes: tuple[str, ...] = ()
+    package: str | None = None
+    extra: str | None = None
+    builtin: bool = False
+
+    def is_installed(self) -> bool:
+        return self.package is None or importlib.util.find_spec(self.package) is not None
+
+
+_ENTRIES: dict[str, OptimizerEntry] = {}  # canonical name -> entry
+_LOOKUP: dict[str, str] = {}  # lower-case name or alias -> canonical name
+_PROVIDERS: dict[str, Provider] = {}
+_LOADED: set[str] = set()
+_LOCK = threading.RLock()
+
+
+def register_provider(provider: Provider) -> None:
+    """Add a provider; its entries are registered when it is first needed."""
+    _PROVIDERS[provider.name] = provider
+
+
+def _load_provider(provider: Provider) -> None:
+    with _LOCK:
+        if provider.name in _LOADED:
+            return
+        _LOADED.add(provider.name)
+        try:
+            module_name, _, attr = provider.loader.partition(":")
+            getattr(importlib.import_module(module_name), attr)()
+        except BaseException:
+            _LOADED.discard(provider.name)
+            raise
+
+
+def _ensure_builtins() -> None:
+    for provider in list(_PROVIDERS.values()):
+        if provider.builtin and provider.name not in _LOADED:
+            _load_provider(provider)
+
+
+def _provider_for_name(name: str) -> Provider | None:
+    lowered = name.lower()
+    for provider in _PROVIDERS.values():
+        if any(lowered.startswith(prefix.lower()) for prefix in provider.prefixes):
+            return provider
+    return None
+
+
+def register_optimizer(
+    cls: type[torch.optim.Optimizer] | str | None = None,
+    *,
+    name: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    aliases: Iterable[str] = (),
+    provider: str = "user",
+    description: str = "",
+    overwrite: bool = False,
+    **capabilities: Any,
+) -> Any:
+    """Register an optimizer class; usable as a decorator or a plain call.
+
+    Args:
+        cls: The optimizer class (or a lazy ``"module:attr"``). Omit it to use
+            the function as a decorator.
+        name: The name to register under; defaults to the class name.
+        defaults: Hyperparameters bound to this name (a preset).
+        aliases: Other names for the same entry.
+        provider: Who supplies the optimizer, shown in listings.
+        description: One line for listings; defaults to the docstring's first line.
+        overwrite: Replace an entry of the same name instead of raising.
+        **capabilities: Other :class:`OptimizerEntry` fields
+            (``needs_closure=True``, ``decoupled_weight_decay=True``, ...).
+
+    Returns:
+        The class when used as a decorator, else the new :class:`OptimizerEntry`.
+
+    Example:
+        >>> import torch, optforge
+        >>> entry = optforge.register_optimizer(torch.optim.SGD, name="HeavyBall", defaults={"momentum": 0.99})
+        >>> optforge.get_optimizer_entry("heavyball").name
+        'HeavyBall'
+        >>> optforge.unregister_optimizer("HeavyBall")
+    """
+    if cls is None:
+
+        def decorator(klass: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+            register_optimizer(
+                klass,
+                name=name,
+                defaults=defaults,
+                aliases=aliases,
+                provider=provider,
+                description=description,
+                overwrite=overwrite,
+                **capabilities,
+            )
+            return klass
+
+        return decorator
+
+    if name is None:
+        if isinstance(cls, str):
+            raise ConfigError("a lazily registered optimizer needs an explicit name", path="name")
+        name = cls.__name__
+    if not description and not isinstance(cls, str):
+        description = (cls.__doc__ or "").strip().split("\n", 1)[0].strip()
+    entry = OptimizerEntry(
+        name=name,
+        cls=cls,
+        provider=provider,
+        defaults=dict(defaults or {}),
+        description=description,
+        aliases=tuple(aliases),
+        **capabilities,
+    )
+    _add_entry(entry, overwrite=overwrite)
+    return entry
+
+
+def _add_entry(entry: OptimizerEntry, *, overwrite: bool) -> None:
+    with _LOCK:
+        keys = [entry.name.lower(), *(alias.lower() for alias in entry.aliases)]
+        if not overwrite:
+            for key in keys:
+                if key in _LOOKUP:
+                    raise ConfigError(
+                        f"an optimizer named {key!r} is already registered ({_LOOKUP[key]}); "
+                        "pass overwrite=True to replace it",
+                        path="name",
+                    )
+        elif entry.name in _ENTRIES:
+            _remove(entry.name)
+        _ENTRIES[entry.name] = entry
+        for key in keys:
+            _LOOKUP[key] = entry.name
+
+
+def _remove(canonical: str) -> None:
+    entry = _ENTRIES.pop(canonical)
+    for key in [entry.name.lower(), *(a.lower() for a in entry.aliases)]:
+        if _LOOKUP.get(key) == canonical:
+            del _LOOKUP[key]
+
+
+def unregister_optimizer(name: str) -> None:
+    """Remove a registered optimizer (by name or alias)."""
+    with _LOCK:
+        canonical = _LOOKUP.get(name.lower())
+        if canonical is None:
+            raise unknown_choice("name", name, _ENTRIES, what="optimizer")
+        _remove(canonical)
+
+
+def get_optimizer_entry(name: str, *, path: str = "optimizer.name") -> OptimizerEntry:
+    """The registry entry for ``name`` (case-insensitive); loads its provider if needed.
+
+    Raises:
+        ConfigError: for an unknown name (with the closest names), or a name of a
+            provider whose package is not installed (with the extra to install).
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"the optimizer name must be a string, got {type(name).__name__} {name!r}", path=path)
+    _ensure_builtins()
+    key = name.lower()
+    if key not in _LOOKUP:
+        provider = _provider_for_name(name)
+        if provider is not None and provider.name not in _LOADED:
+            if not provider.is_installed():
+                raise ConfigError(
+                    f"{name!r} comes from the {provider.name!r} provider, whose package "
+                    f"{provider.package!r} is not installed; install it with "
+                    f"`pip install 'optforge[{provider.extra or provider.name}]'`",
+                    path=path,
+                )
+            _load_provider(provider)
+    if key not in _LOOKUP:
+        raise unknown_choice(
+            path,
+            name,
+            [*_ENTRIES, *(a for e in _ENTRIES.values() for a in e.aliases)],
+            what="optimizer",
+            hint="See optforge.list_optimizers() or `optforge list` for every name",
+        )
+    return _ENTRIES[_LOOKUP[key]]
+
+
+def get_optimizer_class(name_or_config: Any) -> type[torch.optim.Optimizer]:
+    """The optimizer class for a name or for any optimizer config.
+
+    Example:
+        >>> import torch, optforge
+        >>> optforge.get_optimizer_class({"adam": {"lr": 0.1}}) is torch.optim.Adam
+        True
+    """
+    if isinstance(name_or_config, str):
+        return get_optimizer_entry(name_or_config).resolve_class()
+    from optforge.builder import resolve_optimizer_spec
+
+    return resolve_optimizer_spec(name_or_config).entry.resolve_class()
+
+
+def optimizer_entries(pattern: str = "*", *, provider: str | None = None) -> list[OptimizerEntry]:
+    """Registered entries whose name matches the glob ``pattern`` (case-insensitive).
+
+    Installed optional providers are loaded so their names are listed too.
+    """
+    _ensure_builtins()
+    for prov in list(_PROVIDERS.values()):
+        if prov.name not in _LOADED and prov.is_installed() and provider in (None, prov.name):
+            _load_provider(prov)
+    if provider is not None and provider not in {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS):
+        raise unknown_choice("provider", provider, {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS), what="provider")
+    pattern = pattern.lower()
+    return sorted(
+        (
+            entry
+            for entry in _ENTRIES.values()
+            if fnmatch.fnmatchcase(entry.name.lower(), pattern) and provider in (None, entry.provider)
+        ),
+        key=lambda e: (e.provider != "torch", e.provider, e.name.lower()),
+    )
+
+
+def list_optimizers(pattern: str = "*", *, provider: str | None = None) -> list[str]:
+    """Names of the registered optimizers matching the glob ``pattern``.
+
+    Example:
+        >>> import optforge
+        >>> optforge.list_optimizers("adam*", provider="torch")
+        ['Adam', 'Adamax', 'AdamW']
+    """
+    return [entry.name for entry in optimizer_entries(pattern, provider=provider)]
+
+
+register_provider(Provider(name="torch", loader="optforge.providers.torch_optim:register", builtin=True))
