@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
+import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class OptimizerEntry:
         matrix_params_only: only takes 2-D parameters (Muon).
         unavailable: Why the entry cannot be built on this machine, or ``None``.
             A callable is evaluated when the entry is built.
+        factory: Builds the optimizer as ``factory(params, **hyperparameters)``
+            instead of calling ``cls`` (for wrappers such as Lookahead); the
+            hyperparameters are still validated against ``cls``'s signature.
     """
 
     name: str
@@ -79,6 +83,7 @@ class OptimizerEntry:
     needs_sparse_grad: bool = False
     matrix_params_only: bool = False
     unavailable: str | Callable[[], str | None] | None = None
+    factory: Callable[..., torch.optim.Optimizer] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
@@ -90,6 +95,26 @@ class OptimizerEntry:
             module_name, _, attr = self.cls.partition(":")
             return getattr(importlib.import_module(module_name), attr)
         return self.cls
+
+    def hyperparameters(self) -> tuple[dict[str, inspect.Parameter], bool]:
+        """The hyperparameters ``cls`` takes (all but ``params``), and whether it takes ``**kwargs``."""
+        signature = inspect.signature(self.resolve_class().__init__)
+        accepted: dict[str, inspect.Parameter] = {}
+        var_keyword = False
+        for index, (pname, param) in enumerate(signature.parameters.items()):
+            if index == 0 or pname == "params":
+                continue  # self, and the parameters themselves
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                var_keyword = True
+            elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
+                accepted[pname] = param
+        return accepted, var_keyword
+
+    def create(self, params: Any, **hyperparameters: Any) -> torch.optim.Optimizer:
+        """Instantiate the optimizer over ``params`` (no validation: see ``build_optimizer``)."""
+        if self.factory is not None:
+            return self.factory(params, **hyperparameters)
+        return self.resolve_class()(params, **hyperparameters)
 
     def unavailable_reason(self) -> str | None:
         """Why this entry cannot be built here, or ``None`` when it can."""
