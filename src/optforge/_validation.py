@@ -1,0 +1,103 @@
+"""Turn pydantic validation errors into :class:`~optforge.errors.ConfigError`.
+
+Config models are pydantic models with ``extra="forbid"``; this module parses
+user data into them and reports every problem with its config path, the bad
+value and, for unknown keys, the valid field names with a "did you mean ...?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import pydantic
+
+from optforge.errors import ConfigError, format_path, suggest
+
+__all__ = ["StrictModel", "exactly_one", "parse_model"]
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+
+class StrictModel(pydantic.BaseModel):
+    """Base of every config model: unknown keys are errors, values are checked strictly."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def exactly_one(model: pydantic.BaseModel, what: str) -> None:
+    """Raise ``ValueError`` unless exactly one field of a one-of ``model`` is set."""
+    fields = list(type(model).model_fields)
+    chosen = [name for name in fields if getattr(model, name) is not None]
+    if len(chosen) != 1:
+        got = "none" if not chosen else " and ".join(chosen)
+        raise ValueError(f"{what} must set exactly one of {', '.join(fields)}; got {got}")
+
+
+def _fields_at(model_cls: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at ``loc`` (the location of an unknown key) inside ``model_cls``."""
+    current: Any = model_cls
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, pydantic.BaseModel)):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside an annotation such as ``Foo | None`` or ``list[Foo]``."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_model(model_cls: type[ModelT], data: Any, path: str = "") -> ModelT:
+    """Validate ``data`` (a mapping or a ``model_cls`` instance) into ``model_cls``.
+
+    Raises:
+        ConfigError: naming every bad field's path, value and the reason.
+
+    Example:
+        >>> from optforge.config import AdamConfig
+        >>> parse_model(AdamConfig, {"lr": 0.1, "beta": [0.9, 0.99]}, "adam")
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: adam.beta: unknown key; did you mean 'betas'? Valid keys: lr, betas, eps
+    """
+    if isinstance(data, model_cls):
+        return data
+    if isinstance(data, pydantic.BaseModel):
+        data = data.model_dump(exclude_unset=True)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping for {model_cls.__name__}, got {type(data).__name__} {data!r}", path=path)
+    try:
+        return model_cls.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            where = format_path(path, *loc)
+            if error["type"] == "extra_forbidden":
+                valid = _fields_at(model_cls, loc)
+                close = suggest(str(loc[-1]), valid)
+                message = "unknown key"
+                if close:
+                    message += f"; did you mean {close[0]!r}?"
+                if valid:
+                    message += " Valid keys: " + ", ".join(valid)
+            elif error["type"] == "missing":
+                message = "required field is missing"
+            else:
+                reason = error["msg"].removeprefix("Value error, ")
+                message = reason if error["type"] == "value_error" else f"{reason} (got {error.get('input')!r})"
+            problems.append((where, message))
+        raise ConfigError.from_problems(problems) from None
