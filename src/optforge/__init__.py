@@ -8,6 +8,8 @@ Example:
     ('AdamW', (0.9, 0.95))
 """
 
+from optforge.builder import build, build_optimizer
+from optforge.config_source import load_config
 from optforge.errors import ConfigError
 from optforge.registry import (
     OptimizerEntry,
@@ -18,13 +20,19 @@ from optforge.registry import (
     register_optimizer,
     unregister_optimizer,
 )
+from optforge.schedules import LearningRate, compute_lr
 
 __all__ = [
     "ConfigError",
+    "LearningRate",
     "OptimizerEntry",
+    "build",
+    "build_optimizer",
+    "compute_lr",
     "get_optimizer_class",
     "get_optimizer_entry",
     "list_optimizers",
+    "load_config",
     "optimizer_entries",
     "register_optimizer",
     "unregister_optimizer",

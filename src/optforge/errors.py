@@ -68,7 +68,9 @@ def suggest(value: str, choices: Iterable[str], *, n: int = 1) -> list[str]:
     return [by_lower[c] for c in close]
 
 
-def unknown_choice(path: str, value: Any, choices: Iterable[str], *, what: str = "value", hint: str = "") -> ConfigError:
+def unknown_choice(
+    path: str, value: Any, choices: Iterable[str], *, what: str = "value", hint: str = ""
+) -> ConfigError:
     """A :class:`ConfigError` for a value outside a closed set of choices."""
     choices = sorted(set(choices), key=str.lower)
     message = f"unknown {what} {value!r}"

@@ -351,7 +351,9 @@ def optimizer_entries(pattern: str = "*", *, provider: str | None = None) -> lis
         if prov.name not in _LOADED and prov.is_installed() and provider in (None, prov.name):
             _load_provider(prov)
     if provider is not None and provider not in {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS):
-        raise unknown_choice("provider", provider, {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS), what="provider")
+        raise unknown_choice(
+            "provider", provider, {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS), what="provider"
+        )
     pattern = pattern.lower()
     return sorted(
         (

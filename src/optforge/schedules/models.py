@@ -6,6 +6,8 @@ field names, so existing configs keep working unchanged.
 
 from __future__ import annotations
 
+import itertools
+
 import pydantic
 
 from optforge._validation import StrictModel, exactly_one
@@ -34,7 +36,7 @@ class PiecewiseConstant(StrictModel):
             )
         if any(b < 0 for b in bounds):
             raise ValueError(f"learning_rate_boundaries must be >= 0, got {bounds}")
-        if any(later <= earlier for earlier, later in zip(bounds, bounds[1:])):
+        if any(later <= earlier for earlier, later in itertools.pairwise(bounds)):
             raise ValueError(f"learning_rate_boundaries must be strictly increasing, got {bounds}")
         return self
 
