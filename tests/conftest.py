@@ -1,0 +1,26 @@
+"""Shared fixtures: small real models to build optimizers over."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def mlp() -> nn.Module:
+    """A two-layer perceptron with a LayerNorm: weights, biases and norm parameters."""
+    return nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 1))
+
+
+def regression_batch(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed synthetic regression batch for the mlp fixture."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 8, generator=gen)
+    y = x[:, :1] * 0.5 - x[:, 1:2] + 0.1
+    return x, y

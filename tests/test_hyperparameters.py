@@ -1,0 +1,88 @@
+"""Bad flat configs are errors at build time that name the field, the value and the choices."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+import optforge
+from optforge.errors import ConfigError
+
+
+def _build(config: dict) -> None:
+    optforge.build_optimizer(nn.Linear(2, 2), config)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"name": "AdamW", "lr": 1e-3, "beta": [0.9, 0.99]},
+            "optimizer.beta: unknown hyperparameter for AdamW; did you mean 'betas'? "
+            "Valid hyperparameters: lr, betas, eps, weight_decay, amsgrad",
+        ),
+        (
+            {"name": "SGD", "lr": 0.1, "momentm": 0.9},
+            "optimizer.momentm: unknown hyperparameter for SGD; did you mean 'momentum'?",
+        ),
+        ({"name": "AdamW", "betas": [0.9, 1.5]}, "optimizer.betas[1]: must be in [0, 1), got 1.5"),
+        ({"name": "AdamW", "betas": [-0.1, 0.9]}, "optimizer.betas[0]: must be in [0, 1), got -0.1"),
+        ({"name": "AdamW", "betas": [0.9]}, "optimizer.betas: expected 2 values, got 1: [0.9]"),
+        ({"name": "AdamW", "betas": 0.9}, "optimizer.betas: expected a list of 2 values, got 0.9"),
+        ({"name": "Adam", "lr": "fast"}, "optimizer.lr: expected a number, got str 'fast'"),
+        ({"name": "Adam", "lr": True}, "optimizer.lr: expected a number, got bool True"),
+        ({"name": "Adam", "lr": -1e-3}, "optimizer.lr: must be >= 0.0, got -0.001"),
+        ({"name": "Adam", "eps": -1.0}, "optimizer.eps: must be >= 0.0, got -1.0"),
+        ({"name": "Adam", "weight_decay": -0.1}, "optimizer.weight_decay: must be >= 0.0, got -0.1"),
+        ({"name": "Adam", "amsgrad": "yes"}, "optimizer.amsgrad: expected true or false, got 'yes'"),
+        ({"name": "Adam", "lr": float("nan")}, "optimizer.lr: must be a number, got nan"),
+        ({"name": "SGD", "momentum": -0.5}, "optimizer.momentum: must be >= 0.0, got -0.5"),
+        ({"name": "RMSprop", "alpha": -1}, "optimizer.alpha: must be >= 0.0, got -1"),
+        ({"name": "Adadelta", "rho": 1.5}, "optimizer.rho: must be in [0, 1], got 1.5"),
+        ({"name": "LBFGS", "max_iter": 2.5}, "optimizer.max_iter: expected a whole number, got 2.5"),
+        ({"name": "Adamw2"}, "optimizer.name: unknown optimizer 'Adamw2'; did you mean 'AdamW'?"),
+        ({"name": 3}, "optimizer.name: the optimizer name must be a string, got int 3"),
+        ({"lr": 0.1}, "optimizer: an optimizer config needs a 'name'"),
+        (
+            {"name": "SGD", "lr": 0.1, "nesterov": True},
+            "optimizer: SGD rejected the config: Nesterov momentum requires a momentum and zero dampening",
+        ),
+        (
+            {"optimizer": {"name": "SGD"}, "shedule": {}},
+            "shedule: unknown top-level key 'shedule'; did you mean 'schedule'?",
+        ),
+        ({"optimizer": ["SGD"]}, "optimizer: expected a mapping, got list ['SGD']"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_bad_config_messages(config: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _build(config)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_error_path_attribute_names_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        _build({"name": "AdamW", "betas": [0.9, 2.0]})
+    assert info.value.path == "optimizer.betas[1]"
+
+
+def test_several_problems_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as info:
+        optforge.build_optimizer(nn.Linear(1, 1), {"adam": {"lrr": 0.1, "epsilon": 1e-8}})
+    message = str(info.value)
+    assert message.startswith("3 problems in the config:")
+    assert "optimizer.adam.lr: required field is missing" in message
+    assert "optimizer.adam.lrr: unknown key; did you mean 'lr'? Valid keys: lr, betas, eps" in message
+    assert "optimizer.adam.epsilon: unknown key" in message
+    assert {path for path, _ in info.value.problems} == {
+        "optimizer.adam.lr",
+        "optimizer.adam.lrr",
+        "optimizer.adam.epsilon",
+    }
+
+
+def test_ints_are_accepted_for_float_hyperparameters() -> None:
+    opt = optforge.build_optimizer(nn.Linear(1, 1), {"name": "SGD", "lr": 1, "momentum": 0})
+    assert opt.defaults["lr"] == 1
