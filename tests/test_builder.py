@@ -112,7 +112,7 @@ def test_empty_parameters_are_an_error(mlp: nn.Module) -> None:
         optforge.build_optimizer([], {"name": "SGD", "lr": 0.1})
     for p in mlp.parameters():
         p.requires_grad_(False)
-    with pytest.raises(ConfigError, match="no trainable parameters.*requires_grad=False"):
+    with pytest.raises(ConfigError, match=r"no trainable parameters.*requires_grad=False"):
         optforge.build_optimizer(mlp, {"name": "SGD", "lr": 0.1})
 
 

@@ -78,7 +78,7 @@ def test_register_optimizer_as_decorator_with_defaults_and_aliases() -> None:
 
 
 def test_registering_a_taken_name_is_an_error_unless_overwriting() -> None:
-    with pytest.raises(ConfigError, match="'adamw' is already registered.*overwrite=True"):
+    with pytest.raises(ConfigError, match=r"'adamw' is already registered.*overwrite=True"):
         optforge.register_optimizer(torch.optim.SGD, name="adamw")
     optforge.register_optimizer(torch.optim.SGD, name="MyOpt")
     try:
