@@ -1,0 +1,71 @@
+"""optforge's own optimizers: Lion and the Schedule-Free family.
+
+Example:
+    >>> import torch
+    >>> from optforge.optimizers import AdamWScheduleFree
+    >>> model = torch.nn.Linear(4, 1)
+    >>> opt = AdamWScheduleFree(model.parameters(), lr=1e-3)
+    >>> _ = opt.train()          # parameters hold y: ready to train
+    >>> with opt.eval_mode():    # parameters hold the average x
+    ...     opt.training
+    False
+"""
+
+from __future__ import annotations
+
+from optforge.optimizers.adamw_schedule_free import AdamWScheduleFree, adamw_schedule_free
+from optforge.optimizers.lion import Lion, lion
+from optforge.optimizers.radam_schedule_free import RAdamScheduleFree
+from optforge.optimizers.schedule_free import ScheduleFreeOptimizer, eval_mode, recompute_batchnorm_stats
+from optforge.optimizers.schedule_free_wrapper import ScheduleFreeWrapper
+from optforge.optimizers.sgd_schedule_free import SGDScheduleFree, sgd_schedule_free
+
+__all__ = [
+    "AdamWScheduleFree",
+    "Lion",
+    "RAdamScheduleFree",
+    "SGDScheduleFree",
+    "ScheduleFreeOptimizer",
+    "ScheduleFreeWrapper",
+    "adamw_schedule_free",
+    "eval_mode",
+    "lion",
+    "recompute_batchnorm_stats",
+    "register",
+    "sgd_schedule_free",
+]
+
+
+def register() -> None:
+    """Register optforge's optimizers in the registry (provider ``"optforge"``)."""
+    from optforge.registry import register_optimizer
+
+    register_optimizer(
+        Lion,
+        provider="optforge",
+        description="Lion: sign of interpolated momentum (lr 3-10x below AdamW's)",
+        decoupled_weight_decay=True,
+    )
+    register_optimizer(
+        AdamWScheduleFree,
+        provider="optforge",
+        description="Schedule-Free AdamW: no lr schedule needed; call train()/eval()",
+        decoupled_weight_decay=True,
+    )
+    register_optimizer(
+        RAdamScheduleFree,
+        provider="optforge",
+        description="Schedule-Free RAdam: no schedule and no warmup; call train()/eval()",
+        decoupled_weight_decay=True,
+    )
+    register_optimizer(
+        SGDScheduleFree,
+        provider="optforge",
+        description="Schedule-Free SGD with momentum; call train()/eval()",
+    )
+    register_optimizer(
+        ScheduleFreeWrapper,
+        provider="optforge",
+        description="Makes a base optimizer Schedule-Free (pass the base optimizer)",
+        unavailable="wraps an optimizer instance; build the base optimizer, then ScheduleFreeWrapper(base)",
+    )

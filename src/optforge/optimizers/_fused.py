@@ -1,0 +1,99 @@
+"""Single-pass ("fused") elementwise updates built with ``torch.compile``.
+
+Each optimizer writes its whole update for one tensor as one elementwise
+function ``kernel(*tensors, scalars)`` that assigns its results with ``copy_``.
+:func:`apply_fused` compiles it once per dtype (shapes are dynamic, so every
+1-D size shares one graph) and calls it on
+
+* each large contiguous tensor, flattened, so the update reads and writes
+  every element once, near memory bandwidth;
+* all small tensors of one dtype at once, concatenated into flat buffers and
+  copied back, because per-call overhead, not bandwidth, bounds small tensors.
+
+Hyperparameters travel in the ``scalars`` tensor, so a new learning rate never
+triggers a recompile. Non-contiguous tensors go through an eager fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["SMALL_NUMEL", "apply_fused", "scalar_tensor"]
+
+# Tensors below this many elements are grouped into flat buffers.
+SMALL_NUMEL = 1 << 16
+
+_COMPILED: dict[Callable[..., None], Callable[..., None]] = {}
+
+
+def _compiled(kernel: Callable[..., None]) -> Callable[..., None]:
+    fn = _COMPILED.get(kernel)
+    if fn is None:
+        fn = torch.compile(kernel, dynamic=True, fullgraph=True)
+        _COMPILED[kernel] = fn
+    return fn
+
+
+def scalar_tensor(values: Sequence[float], like: Tensor) -> Tensor:
+    """Hyperparameters as one tensor: float64 for float64 tensors, else float32 (the CPU opmath type)."""
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    return torch.tensor(list(values), dtype=dtype, device=like.device)
+
+
+def apply_fused(
+    kernel: Callable[..., None],
+    tensor_lists: Sequence[Sequence[Tensor]],
+    written: Sequence[int],
+    make_scalars: Callable[[Tensor], Tensor],
+    fallback: Callable[[list[list[Tensor]]], None],
+) -> None:
+    """Apply ``kernel`` to every index of ``tensor_lists`` (params, grads, states...).
+
+    Args:
+        kernel: ``kernel(*flat_tensors, scalars)``, updating in place with ``copy_``.
+        tensor_lists: Lists of equal length; entry ``i`` of each belongs to one parameter.
+        written: Which lists the kernel writes (copied back for grouped tensors).
+        make_scalars: Builds the scalars tensor for a representative tensor (dtype, device).
+        fallback: Eager update for tensors the kernel cannot take (non-contiguous).
+    """
+    compiled = _compiled(kernel)
+    eager: list[int] = []
+    small: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+    for i in range(len(tensor_lists[0])):
+        tensors = [tl[i] for tl in tensor_lists]
+        first = tensors[0]
+        if first.numel() == 0:
+            continue
+        if not all(t.is_contiguous() for t in tensors) or any(t.dtype != first.dtype for t in tensors):
+            eager.append(i)
+            continue
+        key = (first.dtype, first.device)
+        if first.numel() >= SMALL_NUMEL:
+            if key not in scalars:
+                scalars[key] = make_scalars(first)
+            compiled(*(t.view(-1) for t in tensors), scalars[key])
+        else:
+            small.setdefault(key, []).append(i)
+    for key, indices in small.items():
+        sizes = [tensor_lists[0][i].numel() for i in indices]
+        if sum(sizes) < 2:  # size 0/1 would need graphs of their own
+            eager.extend(indices)
+            continue
+        flats = [torch.cat([tl[i].view(-1) for i in indices]) for tl in tensor_lists]
+        if key not in scalars:
+            scalars[key] = make_scalars(flats[0])
+        compiled(*flats, scalars[key])
+        for w in written:
+            torch._foreach_copy_([tensor_lists[w][i].view(-1) for i in indices], list(flats[w].split(sizes)))
+    if eager:
+        fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
+
+
+def lerp(start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
+    """``torch.lerp``'s formula (exact at both ends) with a 0-d tensor weight of another dtype."""
+    diff = end - start
+    return torch.where(weight.abs() < 0.5, start + weight * diff, end - diff * (1 - weight))
