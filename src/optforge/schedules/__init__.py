@@ -1,18 +1,62 @@
-"""Learning-rate schedules as pure functions of the step."""
+"""Learning-rate schedules as pure functions of the step.
 
-from optforge.schedules.compute import compute_lr, parse_schedule
+A schedule is a config (a :class:`LearningRate` one-of, or a mapping of the same
+shape) compiled once into a plain function ``step -> lr``.
+
+Example:
+    >>> from optforge.schedules import make_schedule
+    >>> f = make_schedule({"cosine_decay": {"peak_value": 1.0, "end_value": 0.1,
+    ...                    "warmup_steps": 10, "decay_steps": 110}})
+    >>> f(0), f(5), f(10), round(f(60), 6), f(110), f(500)
+    (0.0, 0.5, 1.0, 0.55, 0.1, 0.1)
+"""
+
+from optforge.schedules._lengths import Length
+from optforge.schedules.compute import SCHEDULE_BUILDERS, Schedule, compute_lr, make_schedule
 from optforge.schedules.models import (
+    CosineDecay,
+    CosineRestarts,
+    ExponentialDecay,
+    InverseSqrt,
+    Join,
     LearningRate,
+    LinearDecay,
     LinearRampToConstant,
     LinearRampToCosine,
+    MultistepDecay,
+    OneCycle,
+    Phase,
     PiecewiseConstant,
+    PolynomialDecay,
+    StepDecay,
+    Warmup,
+    WarmupStableDecay,
 )
+from optforge.schedules.resolve import parse_schedule, resolve_schedule
 
 __all__ = [
+    "SCHEDULE_BUILDERS",
+    "CosineDecay",
+    "CosineRestarts",
+    "ExponentialDecay",
+    "InverseSqrt",
+    "Join",
     "LearningRate",
+    "Length",
+    "LinearDecay",
     "LinearRampToConstant",
     "LinearRampToCosine",
+    "MultistepDecay",
+    "OneCycle",
+    "Phase",
     "PiecewiseConstant",
+    "PolynomialDecay",
+    "Schedule",
+    "StepDecay",
+    "Warmup",
+    "WarmupStableDecay",
     "compute_lr",
+    "make_schedule",
     "parse_schedule",
+    "resolve_schedule",
 ]

@@ -1,4 +1,4 @@
-"""``compute_lr``: the learning rate of a schedule at a step, as a pure function."""
+"""Compile schedule configs into plain callables; ``compute_lr`` on top, with a cache."""
 
 from __future__ import annotations
 
@@ -7,52 +7,219 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from optforge._validation import parse_model
+from optforge.schedules import _shapes as shapes
+from optforge.schedules._shapes import Schedule
 from optforge.schedules.models import (
+    CosineRestarts,
+    ExponentialDecay,
+    InverseSqrt,
+    Join,
     LearningRate,
     LinearRampToConstant,
     LinearRampToCosine,
+    MultistepDecay,
+    OneCycle,
     PiecewiseConstant,
+    PolynomialDecay,
+    StepDecay,
+    Warmup,
+    WarmupStableDecay,
 )
+from optforge.schedules.resolve import resolve_schedule
 
-__all__ = ["compute_lr", "parse_schedule"]
-
-
-def _piecewise_constant(cfg: PiecewiseConstant, step: int) -> float:
-    return cfg.learning_rate_values[bisect.bisect_right(cfg.learning_rate_boundaries, step)]
+__all__ = ["SCHEDULE_BUILDERS", "Schedule", "compute_lr", "make_schedule"]
 
 
-def _linear_ramp_to_constant(cfg: LinearRampToConstant, step: int) -> float:
-    return min(cfg.learning_rate, cfg.learning_rate / cfg.num_ramp_steps * step)
+def _piecewise_constant(cfg: PiecewiseConstant) -> Schedule:
+    boundaries, values = list(cfg.learning_rate_boundaries), list(cfg.learning_rate_values)
+    return lambda step: values[bisect.bisect_right(boundaries, step)]
 
 
-def _linear_ramp_to_cosine(cfg: LinearRampToCosine, step: int) -> float:
-    if step < cfg.num_ramp_steps:
-        return cfg.learning_rate / cfg.num_ramp_steps * step
-    if step <= cfg.final_num_steps:
-        progress = (step - cfg.num_ramp_steps) / (cfg.final_num_steps - cfg.num_ramp_steps)
-        return cfg.final_learning_rate + (cfg.learning_rate - cfg.final_learning_rate) * 0.5 * (
-            1 + math.cos(math.pi * progress)
-        )
-    return cfg.final_learning_rate
+def _linear_ramp_to_constant(cfg: LinearRampToConstant) -> Schedule:
+    lr, ramp = cfg.learning_rate, cfg.num_ramp_steps
+    return lambda step: min(lr, lr / ramp * step)
+
+
+def _linear_ramp_to_cosine(cfg: LinearRampToCosine) -> Schedule:
+    lr, final, ramp, total = cfg.learning_rate, cfg.final_learning_rate, cfg.num_ramp_steps, cfg.final_num_steps
+
+    # The recommender design's formula, operation for operation, so its configs give the same floats.
+    def schedule(step: int) -> float:
+        if step < ramp:
+            return lr / ramp * step
+        if step <= total:
+            progress = (step - ramp) / (total - ramp)
+            return final + (lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
+        return final
+
+    return schedule
+
+
+def _warmup_then(cfg: Any, body: Schedule) -> Schedule:
+    """``body`` after the config's linear warmup (``warmup_steps`` from ``init_value``)."""
+    return shapes.with_warmup(body, cfg.warmup_steps, cfg.init_value)
+
+
+def _decay(shape: str) -> Callable[[Any], Schedule]:
+    """Warmup, then an anneal of ``shape`` from ``peak_value`` to ``end_value`` at ``decay_steps``."""
+
+    def build(cfg: Any) -> Schedule:
+        body = shapes.anneal(cfg.peak_value, cfg.end_value, cfg.decay_steps - cfg.warmup_steps, shape)
+        return _warmup_then(cfg, body)
+
+    return build
+
+
+def _polynomial_decay(cfg: PolynomialDecay) -> Schedule:
+    power = cfg.power
+    body = shapes.anneal(
+        cfg.peak_value, cfg.end_value, cfg.decay_steps - cfg.warmup_steps, lambda p: 1.0 - (1.0 - p) ** power
+    )
+    return _warmup_then(cfg, body)
+
+
+def _exponential_decay(cfg: ExponentialDecay | StepDecay) -> Schedule:
+    staircase = getattr(cfg, "staircase", True)  # step_decay is the staircase form
+    body = shapes.exponential(cfg.peak_value, cfg.decay_rate, cfg.transition_steps, staircase, cfg.end_value)
+    return _warmup_then(cfg, body)
+
+
+def _multistep_decay(cfg: MultistepDecay) -> Schedule:
+    # Milestones count from step 0 of the schedule; the body counts from the end of the warmup.
+    marks = [mark - cfg.warmup_steps for mark in cfg.milestones]
+    return _warmup_then(cfg, shapes.multistep(cfg.peak_value, marks, cfg.decay_rate))
+
+
+def _inverse_sqrt(cfg: InverseSqrt) -> Schedule:
+    timescale = cfg.timescale if cfg.timescale is not None else cfg.warmup_steps
+    return _warmup_then(cfg, shapes.inverse_sqrt(cfg.peak_value, timescale))
+
+
+def _cosine_restarts(cfg: CosineRestarts) -> Schedule:
+    body = shapes.cosine_restarts(cfg.peak_value, cfg.end_value, cfg.cycle_steps, cfg.cycle_mult, cfg.peak_decay)
+    return _warmup_then(cfg, body)
+
+
+def _one_cycle(cfg: OneCycle) -> Schedule:
+    rise = shapes.anneal(cfg.init_value, cfg.peak_value, cfg.warmup_steps, cfg.shape)
+    fall = shapes.anneal(cfg.peak_value, cfg.end_value, cfg.decay_steps - cfg.warmup_steps, cfg.shape)
+    return shapes.join([rise, fall], [cfg.warmup_steps])
+
+
+def _warmup_stable_decay(cfg: WarmupStableDecay) -> Schedule:
+    stable = cfg.decay_steps - cfg.warmup_steps - cfg.cooldown_steps
+    cooldown = shapes.anneal(cfg.peak_value, cfg.end_value, cfg.cooldown_steps, cfg.shape)
+    body = shapes.join([shapes.constant(cfg.peak_value), cooldown], [stable]) if stable else cooldown
+    return _warmup_then(cfg, body)
+
+
+def _warmup(cfg: Warmup) -> Schedule:
+    return shapes.with_warmup(_compile(cfg.schedule), cfg.warmup_steps, cfg.init_value)
+
+
+def _join(cfg: Join) -> Schedule:
+    return shapes.join([_compile(phase.schedule) for phase in cfg.phases], cfg.boundaries())
 
 
 # One entry per field of LearningRate: adding a schedule is a model field and an entry here.
-SCHEDULE_FUNCTIONS: Mapping[str, Callable[[Any, int], float]] = {
-    "constant": lambda value, step: float(value),
+SCHEDULE_BUILDERS: Mapping[str, Callable[[Any], Schedule]] = {
+    "constant": shapes.constant,
     "piecewise_constant": _piecewise_constant,
     "linear_ramp_to_constant": _linear_ramp_to_constant,
     "linear_ramp_to_cosine": _linear_ramp_to_cosine,
+    "linear_decay": _decay("linear"),
+    "cosine_decay": _decay("cosine"),
+    "polynomial_decay": _polynomial_decay,
+    "exponential_decay": _exponential_decay,
+    "step_decay": _exponential_decay,
+    "multistep_decay": _multistep_decay,
+    "inverse_sqrt": _inverse_sqrt,
+    "cosine_restarts": _cosine_restarts,
+    "one_cycle": _one_cycle,
+    "warmup_stable_decay": _warmup_stable_decay,
+    "warmup": _warmup,
+    "join": _join,
 }
 
 
-def parse_schedule(lr_config: Any, path: str = "learning_rate") -> LearningRate:
-    """Validate a typed :class:`LearningRate` or a mapping of the same shape."""
-    return parse_model(LearningRate, lr_config, path)
+def _compile(lr: LearningRate) -> Schedule:
+    name, cfg = lr.chosen()
+    return SCHEDULE_BUILDERS[name](cfg)
+
+
+def make_schedule(
+    lr_config: LearningRate | Mapping[str, Any],
+    *,
+    steps_per_epoch: int | None = None,
+    total_steps: int | None = None,
+    path: str = "learning_rate",
+) -> Schedule:
+    """Validate a schedule config once and compile it into a plain ``step -> lr`` function.
+
+    Args:
+        lr_config: A :class:`LearningRate` or a mapping of the same shape.
+        steps_per_epoch: Optimizer steps per epoch, for lengths given in epochs.
+        total_steps: Optimizer steps of the run, for lengths given as fractions.
+        path: The config path of ``lr_config``, for messages.
+
+    Returns:
+        A function of the step (counted from 0) returning the learning rate.
+
+    Raises:
+        ConfigError: for any bad config, naming the path of the bad field.
+
+    Example:
+        >>> f = make_schedule({"warmup_stable_decay": {"peak_value": 1.0, "warmup_steps": 10,
+        ...                    "decay_steps": 100, "cooldown_steps": 20}})
+        >>> [f(s) for s in (0, 5, 10, 80, 90, 100)]
+        [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    lr = resolve_schedule(lr_config, steps_per_epoch=steps_per_epoch, total_steps=total_steps, path=path)
+    return _compile(lr)
+
+
+# Compiled schedules by config: typed configs by identity (they are frozen), mappings by content.
+_BY_MODEL: dict[int, tuple[LearningRate, Schedule]] = {}
+_BY_CONTENT: dict[Any, Schedule] = {}
+_CACHE_SIZE = 1024
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable key for plain config data."""
+    if isinstance(value, Mapping):
+        return ("map", *((key, _freeze(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return ("seq", *(_freeze(item) for item in value))
+    return value
+
+
+def _lookup(lr_config: Any) -> Schedule:
+    if isinstance(lr_config, LearningRate):
+        schedule = make_schedule(lr_config)
+        if len(_BY_MODEL) >= _CACHE_SIZE:
+            _BY_MODEL.clear()
+        _BY_MODEL[id(lr_config)] = (lr_config, schedule)  # holding the model keeps its id unique
+        return schedule
+    try:
+        key = _freeze(lr_config)
+        hash(key)
+    except TypeError:
+        return make_schedule(lr_config)
+    schedule = _BY_CONTENT.get(key)
+    if schedule is None:
+        schedule = make_schedule(lr_config)
+        if len(_BY_CONTENT) >= _CACHE_SIZE:
+            _BY_CONTENT.clear()
+        _BY_CONTENT[key] = schedule
+    return schedule
 
 
 def compute_lr(lr_config: LearningRate | Mapping[str, Any], step: int) -> float:
-    """The learning rate of ``lr_config`` at ``step`` (0-based).
+    """The learning rate of ``lr_config`` at ``step`` (0-based), a pure function of the step.
+
+    The config is validated and compiled on first use and cached, so later calls
+    cost a dictionary lookup and a few float operations. Lengths in epochs or
+    fractions must be resolved first (:func:`resolve_schedule`).
 
     Args:
         lr_config: A :class:`LearningRate` or a mapping of the same shape.
@@ -61,9 +228,19 @@ def compute_lr(lr_config: LearningRate | Mapping[str, Any], step: int) -> float:
     Returns:
         The learning rate, a float.
 
+    Raises:
+        ConfigError: for a bad config.
+        ValueError: for a negative step.
+
     Example:
         >>> compute_lr({"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 10}}, 5)
         0.05
+        >>> compute_lr({"cosine_decay": {"peak_value": 1.0, "end_value": 0.1, "decay_steps": 10}}, 10)
+        0.1
     """
-    name, cfg = parse_schedule(lr_config).chosen()
-    return SCHEDULE_FUNCTIONS[name](cfg, step)
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    entry = _BY_MODEL.get(id(lr_config))
+    if entry is not None and entry[0] is lr_config:
+        return entry[1](step)
+    return _lookup(lr_config)(step)

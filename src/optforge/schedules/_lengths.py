@@ -1,0 +1,105 @@
+"""Step counts that may be written in steps, in epochs, or as a fraction of the run.
+
+A length field accepts an ``int`` (steps), ``{"steps": n}``, ``{"epochs": x}``
+(times ``steps_per_epoch``) or ``{"fraction": x}`` (of ``total_steps``). Epochs
+and fractions stay symbolic in a parsed config until
+:func:`~optforge.schedules.resolve_schedule` turns them into steps, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pydantic
+
+from optforge.errors import ConfigError
+
+__all__ = ["Length", "StepCount", "StepIndex"]
+
+# How each unit turns into steps: the context value it needs, and its valid range.
+UNITS: Mapping[str, str] = {"epochs": "steps_per_epoch", "fraction": "total_steps"}
+
+
+@dataclass(frozen=True)
+class Length:
+    """A length in epochs or as a fraction of ``total_steps``, not yet in steps.
+
+    Example:
+        >>> Length(2.5, "epochs").to_steps({"steps_per_epoch": 100}, "warmup_steps")
+        250
+    """
+
+    value: float
+    unit: str
+
+    def to_steps(self, context: Mapping[str, int | None], path: str) -> int:
+        """The length in steps, rounded to the nearest step, given the run's context.
+
+        Raises:
+            ConfigError: when the context value this unit needs is missing.
+        """
+        needed = UNITS[self.unit]
+        scale = context.get(needed)
+        if scale is None:
+            raise ConfigError(
+                f"{{{self.unit}: {self.value}}} needs {needed}: pass it beside the schedule "
+                f"(schedule.{needed}) or to resolve_schedule/make_schedule",
+                path=path,
+            )
+        return round(self.value * scale)
+
+    def as_data(self) -> dict[str, float]:
+        """The config form, ``{"epochs": 2.0}``."""
+        return {self.unit: self.value}
+
+
+def _parse(value: Any, minimum: int) -> int | Length:
+    if isinstance(value, Length):
+        return value
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((unit, amount),) = value.items()
+        if unit == "steps":
+            return _parse(amount, minimum)
+        if unit in UNITS and isinstance(amount, int | float) and not isinstance(amount, bool):
+            in_range = (amount > 0 if minimum else amount >= 0) and (unit != "fraction" or amount <= 1)
+            if not in_range:
+                low = ">" if minimum else ">="
+                bound = f"{low} 0 and <= 1" if unit == "fraction" else f"{low} 0"
+                raise ValueError(f"{unit} must be {bound}, got {amount!r}")
+            return Length(float(amount), unit)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
+        if value < minimum:
+            raise ValueError(f"must be {'> 0' if minimum else '>= 0'} steps, got {value!r}")
+        return int(value)
+    raise ValueError(
+        f"expected a step count (an integer), {{epochs: x}} (with steps_per_epoch) or "
+        f"{{fraction: x}} (of total_steps), got {value!r}"
+    )
+
+
+def _serialize(value: int | Length) -> Any:
+    return value.as_data() if isinstance(value, Length) else value
+
+
+def _length_type(minimum: int, description: str) -> Any:
+    unit_schemas = [
+        {"type": "object", "properties": {"epochs": {"type": "number"}}, "required": ["epochs"]},
+        {"type": "object", "properties": {"fraction": {"type": "number"}}, "required": ["fraction"]},
+        {"type": "object", "properties": {"steps": {"type": "integer"}}, "required": ["steps"]},
+    ]
+    return Annotated[
+        Any,
+        pydantic.PlainValidator(lambda value: _parse(value, minimum)),
+        pydantic.PlainSerializer(_serialize),
+        pydantic.WithJsonSchema(
+            {"anyOf": [{"type": "integer", "minimum": minimum}, *unit_schemas], "description": description}
+        ),
+    ]
+
+
+# A positive length (a ramp, a decay, a cycle).
+StepCount = _length_type(1, "steps (> 0), or {epochs: x}, or {fraction: x} of total_steps")
+# A step position or a length that may be 0 (a boundary, a milestone, a warmup).
+StepIndex = _length_type(0, "steps (>= 0), or {epochs: x}, or {fraction: x} of total_steps")
