@@ -145,7 +145,7 @@ class _WithWarmup(_Schedule):
     @pydantic.model_validator(mode="after")
     def _check_warmup(self) -> _WithWarmup:
         peak, warmup = self.peak_value, self.warmup_steps  # type: ignore[attr-defined]
-        if "init_value" in self.model_fields_set and warmup == 0:
+        if self.init_value != 0 and warmup == 0:
             raise ValueError(f"init_value ({self.init_value}) is where the warmup starts; set warmup_steps > 0")
         if self.init_value > peak:
             raise ValueError(f"init_value ({self.init_value}) must not exceed peak_value ({peak})")
