@@ -1,0 +1,372 @@
+"""The ``optforge`` command line: list, validate, plot, explain, schema and demo.
+
+Every command reports a bad config as its :class:`~optforge.errors.ConfigError`
+problems, one ``path: message`` line each, and exits with status 1.
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> result = CliRunner().invoke(app, ["list", "nadam", "--provider", "torch"])
+    >>> result.exit_code, "NAdam" in result.output
+    (0, True)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import json
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from optforge.errors import ConfigError
+
+__all__ = ["app", "load_model", "main", "validate_config"]
+
+app = typer.Typer(
+    name="optforge",
+    help="Build PyTorch optimizers and learning-rate schedules from configuration.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigArgument = Annotated[Path, typer.Argument(help="A YAML (or JSON) config file.", show_default=False)]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A model to build on, as module:factory or file.py:factory "
+        "(a function returning an nn.Module, or a module instance); param-group rules match its parameter names.",
+    ),
+]
+
+
+def _console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)
+
+
+def _report(error: ConfigError) -> None:
+    """Print each problem of ``error`` as ``path: message`` on stderr."""
+    console = _console(stderr=True)
+    for path, message in error.problems:
+        console.print(f"[bold red]error[/] [cyan]{path or '<config>'}[/]: {message}", soft_wrap=True)
+
+
+def _config_errors_exit(command: F) -> F:
+    """Turn a ConfigError raised by ``command`` into its report and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as error:
+            _report(error)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_model(spec: str) -> Any:
+    """The ``nn.Module`` named by ``module:factory`` or ``path/to/file.py:factory``.
+
+    ``factory`` is called without arguments unless it already is a module.
+
+    Raises:
+        ConfigError: when the module, the attribute or the model cannot be had.
+
+    Example:
+        >>> type(load_model("optforge.demo:make_model")).__name__
+        'DemoNet'
+    """
+    from torch import nn
+
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ConfigError(f"expected module:factory or file.py:factory, got {spec!r}", path="--model")
+    try:
+        if target.endswith(".py"):
+            module_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+            if module_spec is None or module_spec.loader is None or not Path(target).is_file():
+                raise ConfigError(f"no Python file {target!r}", path="--model")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, str(Path.cwd()))
+            try:
+                module = importlib.import_module(target)
+            finally:
+                sys.path.remove(str(Path.cwd()))
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {target!r}: {exc}", path="--model") from None
+    if not hasattr(module, attr):
+        public = sorted(name for name in vars(module) if not name.startswith("_"))
+        raise ConfigError(f"{target!r} has no attribute {attr!r}; it has: {', '.join(public)}", path="--model")
+    model = getattr(module, attr)
+    if not isinstance(model, nn.Module) and callable(model):
+        model = model()
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{spec} gave {type(model).__name__}, not a torch.nn.Module", path="--model")
+    return model
+
+
+def _check_schedule(document: dict[str, Any]) -> None:
+    """Build the ``schedule:`` section over a one-group stand-in optimizer."""
+    import torch
+
+    from optforge.scheduler import build_scheduler
+
+    if document.get("schedule") is not None:
+        stand_in = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        build_scheduler(stand_in, document["schedule"], path="schedule")
+
+
+def _check_optimizer(document: dict[str, Any]) -> None:
+    from optforge.builder import resolve_optimizer_spec
+
+    resolve_optimizer_spec(document)
+
+
+def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
+    """Every problem of ``config`` as ``(path, message)``; empty when it builds.
+
+    The optimizer section and the schedule are checked on their own, so a config
+    with problems in both reports both. A config without such problems is then
+    built over ``model``, which checks what depends on the parameters:
+    param-group rules and per-group schedules. Without a model, a one-layer
+    stand-in (a single param group) is used.
+
+    Example:
+        >>> validate_config({"optimizer": {"name": "AdamW", "lr": 1e-3, "beta": [0.9, 0.99]}})[0][0]
+        'optimizer.beta'
+    """
+    import torch
+
+    from optforge.builder import build
+    from optforge.config_source import load_config
+
+    try:
+        document = load_config(config)
+    except ConfigError as error:
+        return error.problems
+    problems: list[tuple[str, str]] = []
+    checks = (_check_optimizer,) if model is not None else (_check_optimizer, _check_schedule)
+    for check in checks:
+        try:
+            check(document)
+        except ConfigError as error:
+            problems += [problem for problem in error.problems if problem not in problems]
+    if problems:
+        return problems
+    try:
+        build(model if model is not None else torch.nn.Linear(1, 1), document)
+    except ConfigError as error:
+        return error.problems
+    return []
+
+
+@app.command("list")
+@_config_errors_exit
+def list_command(
+    pattern: Annotated[
+        str, typer.Argument(help="Glob over names (adam*); a plain word matches names that contain it.")
+    ] = "*",
+    provider: Annotated[
+        str | None, typer.Option("--provider", "-p", help="Only this provider's optimizers (torch, optforge, timm...).")
+    ] = None,
+) -> None:
+    """List the registered optimizers with their provider and description."""
+    from optforge.registry import optimizer_entries
+
+    glob = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
+    entries = optimizer_entries(glob, provider=provider)
+    if not entries:
+        raise ConfigError(f"no optimizer matches {pattern!r}; run `optforge list` to see every name", path="pattern")
+    table = Table(title=f"{len(entries)} optimizers", title_justify="left")
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("provider")
+    table.add_column("description")
+    for entry in entries:
+        reason = entry.unavailable_reason()
+        notes = [f"aliases: {', '.join(entry.aliases)}"] if entry.aliases else []
+        notes += [f"[yellow]unavailable: {reason}[/]"] if reason else []
+        table.add_row(entry.name, entry.provider, " ".join([entry.description, *(f"({n})" for n in notes)]))
+    _console().print(table)
+
+
+@app.command()
+def validate(config: ConfigArgument, model: ModelOption = None) -> None:
+    """Check a config (optimizer, schedule, param groups); print every error with its field path.
+
+    Exits with status 0 when the config builds, 1 otherwise.
+    """
+    try:
+        problems = validate_config(config, load_model(model) if model else None)
+    except ConfigError as error:
+        problems = error.problems
+    if problems:
+        _report(ConfigError.from_problems(problems))
+        _console(stderr=True).print(f"[red]{config}: {len(problems)} problem(s)[/]")
+        raise typer.Exit(1)
+    note = "" if model else " (checked on a one-group stand-in model: pass --model for param-group rules)"
+    _console().print(f"[green]{config}: valid[/]{note}", soft_wrap=True)
+
+
+@app.command()
+@_config_errors_exit
+def plot(
+    config: ConfigArgument,
+    steps: Annotated[int, typer.Option("--steps", "-n", min=1, help="Number of optimizer steps to plot.")] = 1000,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write a PNG here instead of drawing in the terminal.")
+    ] = None,
+    model: ModelOption = None,
+) -> None:
+    """Plot the learning rate of each param group (and other scheduled hyperparameters).
+
+    Warmup and phase boundaries are marked. Without -o the plot is drawn in the terminal.
+    """
+    from optforge.plotting import plot_trace_png, plot_trace_terminal, trace_schedule
+
+    trace = trace_schedule(config, steps, load_model(model) if model else None, title=config.name)
+    console = _console()
+    if output is None:
+        size = shutil.get_terminal_size((100, 30))
+        drawing = plot_trace_terminal(trace, size.columns, max(size.lines - 4, 15), color=console.is_terminal)
+        typer.echo(drawing)
+    else:
+        console.print(f"wrote {plot_trace_png(trace, output)}")
+    if trace.boundaries:
+        console.print("boundaries at steps: " + ", ".join(map(str, trace.boundaries)))
+    for name, values in trace.lrs.items():
+        console.print(
+            f"{name}: lr {values[0]:.3g} at step 0, max {max(values):.3g}, {values[-1]:.3g} at step {steps - 1}"
+        )
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")] = None,
+) -> None:
+    """Print the JSON Schema of a config file (for editor completion and checks)."""
+    from optforge.config import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        _console().print(f"wrote {output}")
+
+
+def _run_with_progress(console: Console, label: str, config: Any, steps: int, seed: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from optforge.demo import train
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("lr {task.fields[lr]:.2e}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(label, total=steps, loss=float("nan"), lr=float("nan"))
+        return train(
+            config,
+            steps,
+            seed=seed,
+            name=label.strip(),
+            on_step=lambda step, loss, lr: progress.update(task, completed=step + 1, loss=loss, lr=lr),
+        )
+
+
+@app.command()
+@_config_errors_exit
+def demo(
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="A config file, or the name of a shipped example (lion, ...)."),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", "-n", min=1, help="Training steps.")] = 300,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compare",
+            help="Also train with these (repeat the option, or separate with commas): shipped example "
+            "names, config files, or optimizer names, which take the config's lr and schedule.",
+        ),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the loss curves to this PNG.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the data, the weights and the batch order.")] = 0,
+) -> None:
+    """Train a small model on synthetic data with a config, showing loss and lr as it goes."""
+    from optforge.builder import resolve_optimizer_spec
+    from optforge.demo import DEFAULT_EXAMPLE, example_names, example_path, resolve_run
+
+    console = _console()
+    name = config or DEFAULT_EXAMPLE
+    base: Path = example_path(name) if name in example_names() or not Path(name).exists() else Path(name)
+    runs = [(Path(name).stem, base)]
+    for item in [part.strip() for value in compare or [] for part in value.split(",") if part.strip()]:
+        runs.append(resolve_run(item, base))
+    for _, cfg in runs:
+        resolve_optimizer_spec(cfg)  # every config is checked before any training starts
+    width = max(len(label) for label, _ in runs)
+    results = [_run_with_progress(console, label.ljust(width), cfg, steps, seed) for label, cfg in runs]
+    if len(results) == 1:
+        _print_summary(console, results[0], base, steps)
+    else:
+        _print_comparison(console, results, steps)
+    if output is not None:
+        from optforge.plotting import plot_losses_png
+
+        path = plot_losses_png({r.name: r.losses for r in results}, output, title=f"demo task, {steps} steps")
+        console.print(f"wrote {path}")
+
+
+def _print_summary(console: Console, result: Any, config: Path, steps: int) -> None:
+    console.print(
+        f"[bold]{result.optimizer}[/] from {config.name}, {steps} steps\n"
+        f"  training loss  {result.losses[0]:.4f} at the first step, {result.losses[-1]:.4f} at the last\n"
+        f"  final loss     {result.final_loss:.4f} on the whole data set\n"
+        f"  learning rate  {max(result.lrs):.3g} at its peak, {result.lrs[-1]:.3g} at the last step\n"
+        f"  time per step  {result.seconds_per_step * 1e3:.2f} ms"
+    )
+
+
+def _print_comparison(console: Console, results: Sequence[Any], steps: int) -> None:
+    best = min(result.final_loss for result in results)
+    table = Table(title=f"demo task, {steps} steps, same data and initial weights", title_justify="left")
+    table.add_column("run", no_wrap=True, min_width=max(len(result.name) for result in results))
+    table.add_column("optimizer", no_wrap=True)
+    for column in ("final loss", "last batch loss", "ms/step"):
+        table.add_column(column, justify="right")
+    for result in results:
+        style = "bold green" if result.final_loss == best else None
+        table.add_row(
+            result.name,
+            result.optimizer,
+            f"{result.final_loss:.4f}",
+            f"{result.losses[-1]:.4f}",
+            f"{result.seconds_per_step * 1e3:.2f}",
+            style=style,
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Run the ``optforge`` command line."""
+    app()

@@ -1,0 +1,232 @@
+"""Learning-rate traces of a config, and their plots.
+
+:func:`trace_schedule` builds the optimizer and scheduler of a config and steps
+the scheduler, recording each group's learning rate and every other
+hyperparameter that changes; :func:`phase_boundaries` finds where a curve
+changes shape (end of warmup, start of a new phase). The plotting functions
+import matplotlib or plotext when called, so importing this module stays light.
+
+Example:
+    >>> cfg = {"optimizer": {"name": "SGD", "lr": 0.1},
+    ...        "schedule": {"linear_ramp_to_cosine": {"learning_rate": 0.1, "final_learning_rate": 0.0,
+    ...                                              "num_ramp_steps": 10, "final_num_steps": 50}}}
+    >>> trace = trace_schedule(cfg, steps=60)
+    >>> round(max(trace.lrs["group0"]), 3), trace.boundaries
+    (0.1, [10])
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "ScheduleTrace",
+    "phase_boundaries",
+    "plot_losses_png",
+    "plot_trace_png",
+    "plot_trace_terminal",
+    "trace_schedule",
+]
+
+# Group keys that are bookkeeping, not hyperparameters worth a curve.
+_SKIPPED_KEYS = frozenset({"params", "name", "lr", "initial_lr"})
+
+
+@dataclass(frozen=True)
+class ScheduleTrace:
+    """What a config's schedule does over ``steps`` optimizer steps.
+
+    Attributes:
+        steps: The step numbers, ``0 .. n-1``.
+        lrs: Each param group's learning rate per step, by group name.
+        others: Every other numeric group hyperparameter that changes over the
+            steps (``"momentum (group0)"``), per step.
+        boundaries: Steps where the learning-rate curves change shape.
+        title: A caption for plots.
+    """
+
+    steps: list[int]
+    lrs: dict[str, list[float]]
+    others: dict[str, list[float]] = field(default_factory=dict)
+    boundaries: list[int] = field(default_factory=list)
+    title: str = ""
+
+
+def _numeric_settings(group: Mapping[str, Any]) -> dict[str, float]:
+    """The group's numeric hyperparameters, tuples spread as ``betas[0]``, ``betas[1]``."""
+    settings: dict[str, float] = {}
+    for key, value in group.items():
+        if key in _SKIPPED_KEYS or isinstance(value, bool):
+            continue
+        if isinstance(value, numbers.Real):
+            settings[key] = float(value)
+        elif (
+            isinstance(value, (tuple, list))
+            and value
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+        ):
+            settings.update({f"{key}[{i}]": float(v) for i, v in enumerate(value)})
+    return settings
+
+
+def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None, *, title: str = "") -> ScheduleTrace:
+    """Build ``config`` with :func:`optforge.build` and record its schedule for ``steps`` steps.
+
+    Args:
+        config: Any config :func:`optforge.build` takes (a path, a mapping...).
+        steps: How many optimizer steps to trace.
+        model: The model whose parameters the param-group rules see; a one-layer
+            model when omitted.
+        title: A caption for plots.
+
+    Raises:
+        ConfigError: for a config that cannot be built.
+    """
+    import optforge
+    from optforge.scheduler import group_labels
+
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    optimizer, scheduler = optforge.build(model if model is not None else torch.nn.Linear(1, 1), config)
+    names = group_labels(optimizer.param_groups)
+    lrs: dict[str, list[float]] = {name: [] for name in names}
+    others: dict[str, list[float]] = {}
+    with warnings.catch_warnings():
+        # Only the schedule is traced: no gradient exists, so the optimizer is never stepped.
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        for step in range(steps):
+            if step:
+                scheduler.step()
+            for name, lr, group in zip(names, scheduler.get_last_lr(), optimizer.param_groups):
+                lrs[name].append(float(lr))
+                for key, value in _numeric_settings(group).items():
+                    others.setdefault(f"{key} ({name})", []).append(value)
+    varying = {key: values for key, values in others.items() if len(values) == steps and len(set(values)) > 1}
+    boundaries = sorted({b for values in lrs.values() for b in phase_boundaries(values)})
+    return ScheduleTrace(list(range(steps)), lrs, varying, boundaries, title)
+
+
+def phase_boundaries(values: Sequence[float], tolerance: float = 0.5) -> list[int]:
+    """Steps where a curve bends or jumps: the ends of warmups and the starts of phases.
+
+    A step counts when the slope changes there by more than ``tolerance`` times
+    both the curve's mean slope and the larger of the slopes on either side;
+    smooth curves such as a cosine bend far less than that per step.
+
+    Example:
+        >>> ramp_then_flat = [min(1.0, step / 4) for step in range(10)]
+        >>> phase_boundaries(ramp_then_flat)
+        [4]
+        >>> phase_boundaries([0.1] * 3 + [0.01] * 3 + [0.001] * 3)
+        [3, 6]
+    """
+    n = len(values)
+    scale = (max(values, default=0.0) - min(values, default=0.0)) / max(n - 1, 1)
+    if n < 3 or scale == 0:
+        return []
+    slopes = [after - before for before, after in itertools.pairwise(values)]
+    bends = [
+        step
+        for step in range(1, n - 1)
+        if (change := abs(slopes[step] - slopes[step - 1])) > tolerance * scale
+        and change > tolerance * max(abs(slopes[step]), abs(slopes[step - 1]))
+    ]
+    # A jump bends twice, into it and out of it, on neighbouring steps: keep the step it lands on.
+    return [step for step in bends if step + 1 not in bends]
+
+
+def _label_boundaries(trace: ScheduleTrace) -> list[tuple[int, str]]:
+    """Each boundary with a label; the first is the warmup's end when the lr rose up to it."""
+    first = next(iter(trace.lrs.values()))
+    warmup = bool(trace.boundaries) and first[trace.boundaries[0]] > first[0]
+    return [(step, "warmup end" if warmup and i == 0 else f"step {step}") for i, step in enumerate(trace.boundaries)]
+
+
+def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
+    """Draw ``trace`` to a PNG file with matplotlib: learning rates above, other hyperparameters below."""
+    from matplotlib.figure import Figure
+
+    rows = 2 if trace.others else 1
+    fig = Figure(figsize=(8, 3.2 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    for name, values in trace.lrs.items():
+        axes[0].plot(trace.steps, values, label=name)
+    axes[0].set_ylabel("learning rate")
+    for name, values in trace.others.items():
+        axes[-1].plot(trace.steps, values, label=name)
+    if trace.others:
+        axes[-1].set_ylabel("hyperparameter")
+    for step, label in _label_boundaries(trace):
+        for ax in axes:
+            ax.axvline(step, color="0.5", linestyle="--", linewidth=0.8)
+        axes[0].annotate(
+            label,
+            (step, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-3, -4),
+            textcoords="offset points",
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize="small",
+        )
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if len(ax.get_lines()) > 1:
+            ax.legend(loc="best", fontsize="small")
+    axes[-1].set_xlabel("step")
+    if trace.title:
+        axes[0].set_title(trace.title)
+    return _save(fig, path)
+
+
+def plot_trace_terminal(trace: ScheduleTrace, width: int = 100, height: int = 25, *, color: bool = False) -> str:
+    """Draw ``trace``'s learning rates as text with plotext; returns the drawing."""
+    import plotext
+
+    fig = plotext.figure
+    fig.clear()
+    plotext.terminal.limit(False, False)  # draw at the size asked, whatever the terminal
+    fig.plot_size(width, height)
+    for name, values in trace.lrs.items():
+        fig.draw(fig.signal(trace.steps, values).lines().label(name))
+    for step, label in _label_boundaries(trace):
+        fig.line(step, orientation=1, relative=False, label=label)
+    fig.title(trace.title or "learning rate")
+    fig.label("step", axis=0)
+    drawing = fig.build().string(colorless=not color)
+    fig.clear()
+    return drawing
+
+
+def plot_losses_png(losses: Mapping[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
+    """Draw loss curves, one per run, on a log scale to a PNG file."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    for name, values in losses.items():
+        ax.plot(range(len(values)), values, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
