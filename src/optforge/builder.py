@@ -30,16 +30,25 @@ from optforge.config import TYPED_OPTIMIZERS, OptimizerConfig
 from optforge.config_source import load_config
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.hyperparameters import check_hyperparameters
+from optforge.param_groups import group_schedules, param_groups_for
 from optforge.registry import OptimizerEntry, get_optimizer_entry
 
 __all__ = ["BUILD_OPTIONS", "DOCUMENT_KEYS", "OptimizerSpec", "build", "build_optimizer", "resolve_optimizer_spec"]
 
 # Top-level keys of a config document (the optimizer and what goes beside it).
-DOCUMENT_KEYS: tuple[str, ...] = ("optimizer", "schedule")
+DOCUMENT_KEYS: tuple[str, ...] = ("optimizer", "schedule", "multi_task_learning_rates")
 
 # Keys of a flat optimizer section that shape the build rather than being
 # hyperparameters of the optimizer, with what each does.
-BUILD_OPTIONS: dict[str, str] = {}
+BUILD_OPTIONS: dict[str, str] = {
+    "zero": "true wraps the optimizer in ZeroRedundancyOptimizer, sharding its state across ranks "
+    "(needs an initialized process group)",
+    "param_groups": "ordered rules: match parameters by name, module_type or ndim; set hyperparameters, "
+    "lr_scale, name, schedule, layer or frozen (first match wins)",
+    "no_weight_decay": "weight_decay 0 for biases, norms, 1-D params, embeddings, names: true, false or a mapping "
+    "(default: on for decoupled-decay optimizers)",
+    "layer_decay": "scale each block's lr by layer_decay ** (blocks above it)",
+}
 
 
 @dataclass(frozen=True)
@@ -164,11 +173,16 @@ def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Op
     reason = spec.entry.unavailable_reason()
     if reason:
         raise ConfigError(f"{spec.entry.name} cannot be built here: {reason}", path=format_path(spec.path, "name"))
-    params = collect_params(model_or_params)
-    if params and isinstance(params[0], dict):
-        params = _check_groups(spec, params)  # type: ignore[arg-type]
+    params: Any = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
+    if params is None:
+        params = collect_params(model_or_params)
+        if params and isinstance(params[0], dict):
+            params = _check_groups(spec, params)
+    from optforge.distributed import zero_factory
+
+    create = zero_factory(spec)  # spec.entry.create, or a ZeRO wrap of it with zero: true
     try:
-        return spec.entry.create(params, **spec.hyperparameters)
+        return create(params, **spec.hyperparameters)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{spec.entry.name} rejected the config: {exc}", path=spec.path) from exc
 
@@ -223,12 +237,15 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
 
     spec = resolve_optimizer_spec(config)
     optimizer = build_from_spec(model_or_params, spec)
+    if spec.learning_rate is not None and spec.document.get("schedule") is not None:
+        raise ConfigError(
+            "the schedule is given twice: as the optimizer's learning_rate and as schedule; keep one",
+            path=format_path(spec.path.rsplit(".", 1)[0], "learning_rate"),
+        )
+    per_group = group_schedules(optimizer, spec)  # towers, or rules with their own schedule
+    if per_group is not None:
+        return optimizer, LRShim(optimizer, per_group)
     if spec.learning_rate is not None:
-        if spec.document.get("schedule") is not None:
-            raise ConfigError(
-                "the schedule is given twice: as the optimizer's learning_rate and as schedule; keep one",
-                path=format_path(spec.path.rsplit(".", 1)[0], "learning_rate"),
-            )
         if len(optimizer.param_groups) != 1:
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
             return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate))
