@@ -48,8 +48,7 @@ def _linear_ramp_to_cosine(cfg: LinearRampToCosine) -> Schedule:
         if step < ramp:
             return lr / ramp * step
         if step <= total:
-            progress = (step - ramp) / (total - ramp)
-            return final + (lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
+            return final + (lr - final) * 0.5 * (1 + math.cos(math.pi * (step - ramp) / (total - ramp)))
         return final
 
     return schedule
