@@ -124,11 +124,22 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
 
-    def _init_group(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-        return init_adam_group(self, group, type(self).__name__)
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        zs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+    ) -> None:
+        init_adam_group(self, group, params, grads, zs, exp_avg_sqs)
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        params, grads, zs, exp_avg_sqs = self._init_group(group)
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        zs: list[Tensor] = []
+        exp_avg_sqs: list[Tensor] = []
+        self._init_group(group, params, grads, zs, exp_avg_sqs)
         k, warmup_steps = group["k"], group["warmup_steps"]
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
         lr = group["lr"] * sched
@@ -155,14 +166,18 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
 
 
 def init_adam_group(
-    optimizer: Optimizer, group: dict[str, Any], name: str
-) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-    """Params with a gradient, their gradients, ``z`` and ``exp_avg_sq`` (created lazily)."""
-    params, grads, zs, exp_avg_sqs = [], [], [], []
+    optimizer: Optimizer,
+    group: dict[str, Any],
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+) -> None:
+    """Collect params with a gradient, their gradients, ``z`` and ``exp_avg_sq`` (created lazily)."""
     for p in group["params"]:
         if p.grad is None:
             continue
-        check_grad(name, p.grad)
+        check_grad(type(optimizer).__name__, p.grad)
         state = optimizer.state[p]
         if "z" not in state:
             state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
@@ -171,7 +186,6 @@ def init_adam_group(
         grads.append(p.grad)
         zs.append(state["z"])
         exp_avg_sqs.append(state["exp_avg_sq"])
-    return params, grads, zs, exp_avg_sqs
 
 
 def adamw_schedule_free(

@@ -98,8 +98,22 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
 
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        zs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+    ) -> None:
+        init_adam_group(self, group, params, grads, zs, exp_avg_sqs)
+
     def _step_group(self, group: dict[str, Any]) -> None:
-        params, grads, zs, exp_avg_sqs = init_adam_group(self, group, type(self).__name__)
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        zs: list[Tensor] = []
+        exp_avg_sqs: list[Tensor] = []
+        self._init_group(group, params, grads, zs, exp_avg_sqs)
         beta1, beta2 = group["betas"]
         step = group["k"] + 1
         beta2_t = beta2**step

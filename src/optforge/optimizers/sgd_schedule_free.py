@@ -114,8 +114,7 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["momentum"]
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        params, grads, zs = [], [], []
+    def _init_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], zs: list[Tensor]) -> None:
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -126,6 +125,12 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
             params.append(p)
             grads.append(p.grad)
             zs.append(state["z"])
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        zs: list[Tensor] = []
+        self._init_group(group, params, grads, zs)
         k, warmup_steps = group["k"], group["warmup_steps"]
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
         lr = group["lr"] * sched
