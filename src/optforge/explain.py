@@ -1,0 +1,171 @@
+"""``explain``: which group each parameter lands in, with its lr and weight decay, and why.
+
+Example:
+    >>> import torch, optforge.explain
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))
+    >>> table = optforge.explain.explain(model, {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1})
+    >>> print(table)
+    parameter  group     lr    weight_decay  shape  numel  placed_by
+    ---------  --------  ----  ------------  -----  -----  ---------------------
+    0.weight   default   0.01  0.1           3x2        6
+    0.bias     no_decay  0.01  0             3          3  no_weight_decay: bias
+    1.weight   no_decay  0.01  0             3          3  no_weight_decay: norm
+    1.bias     no_decay  0.01  0             3          3  no_weight_decay: bias
+    <BLANKLINE>
+    group     tensors  numel  lr    weight_decay
+    --------  -------  -----  ----  ------------
+    default         1      6  0.01  0.1
+    no_decay        3      9  0.01  0
+    <BLANKLINE>
+    AdamW: 2 groups, 4 tensors, 15 trainable parameters, 0 frozen
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from optforge.errors import ConfigError
+from optforge.param_groups import GroupPlan, plan_param_groups
+
+__all__ = ["ParamTable", "explain"]
+
+# Columns whose cells are numbers, right-aligned in the text table.
+_NUMERIC = frozenset({"numel", "tensors"})
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            value.rjust(width) if name in _NUMERIC else value.ljust(width)
+            for name, value, width in zip(columns, values, widths)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+@dataclass(frozen=True)
+class ParamTable:
+    """Every parameter of a model with its group, lr, weight decay, shape, size and what placed it.
+
+    A renderer needs only ``columns``/``rows`` (one row per parameter) and
+    ``group_columns``/``group_rows`` (one row per group); ``totals`` sums them up.
+
+    Attributes:
+        optimizer: The optimizer's registry name.
+        columns: Names of the parameter-table columns.
+        rows: One tuple per parameter, in model order; frozen ones have group ``None``.
+        group_columns: Names of the group-table columns.
+        group_rows: One tuple per group, in optimizer order.
+        totals: ``groups``, ``tensors``, ``trainable`` and ``frozen`` counts.
+    """
+
+    optimizer: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    group_columns: tuple[str, ...]
+    group_rows: tuple[tuple[Any, ...], ...]
+    totals: dict[str, int]
+
+    def __str__(self) -> str:
+        t = self.totals
+        summary = (
+            f"{self.optimizer}: {t['groups']} groups, {t['tensors']} tensors, "
+            f"{t['trainable']:,} trainable parameters, {t['frozen']:,} frozen"
+        )
+        return "\n\n".join(
+            [_text_table(self.columns, self.rows), _text_table(self.group_columns, self.group_rows), summary]
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        """The parameter rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape) or "scalar"
+
+
+def table_from_plan(plan: GroupPlan, optimizer: str) -> ParamTable:
+    """The :class:`ParamTable` of a :class:`~optforge.param_groups.GroupPlan`."""
+    by_name = {group["name"]: group for group in plan.groups}
+
+    def setting(group: dict[str, Any] | None, key: str) -> Any:
+        return None if group is None else group.get(key, plan.defaults.get(key))
+
+    rows = []
+    for placement in plan.placements:
+        info, group = placement.info, by_name.get(placement.group or "")
+        name = info.name + "".join(f" (= {alias})" for alias in info.aliases[1:])
+        rows.append(
+            (
+                name,
+                placement.group,
+                setting(group, "lr"),
+                setting(group, "weight_decay"),
+                _shape(info.param.shape),
+                info.param.numel(),
+                ", ".join(placement.reasons),
+            )
+        )
+    group_rows = tuple(
+        (
+            group["name"],
+            len(group["params"]),
+            sum(p.numel() for p in group["params"]),
+            setting(group, "lr"),
+            setting(group, "weight_decay"),
+        )
+        for group in plan.groups
+    )
+    trainable = sum(row[2] for row in group_rows)
+    totals = {
+        "groups": len(group_rows),
+        "tensors": len(rows),
+        "trainable": trainable,
+        "frozen": sum(p.info.param.numel() for p in plan.placements if p.group is None),
+    }
+    return ParamTable(
+        optimizer,
+        ("parameter", "group", "lr", "weight_decay", "shape", "numel", "placed_by"),
+        tuple(rows),
+        ("group", "tensors", "numel", "lr", "weight_decay"),
+        group_rows,
+        totals,
+    )
+
+
+def explain(model: nn.Module, config: Any) -> ParamTable:
+    """Show where every parameter of ``model`` lands under ``config``, without building anything.
+
+    Args:
+        model: The model.
+        config: Any optimizer config or config document (see :func:`optforge.build_optimizer`).
+
+    Returns:
+        A :class:`ParamTable`; ``print`` it for a plain-text table.
+
+    Raises:
+        ConfigError: for the errors building would raise.
+    """
+    from optforge.builder import resolve_optimizer_spec
+
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"explain needs a model (an nn.Module), got {type(model).__name__}")
+    spec = resolve_optimizer_spec(config)
+    return table_from_plan(plan_param_groups(model, spec), spec.entry.name)
