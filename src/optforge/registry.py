@@ -377,3 +377,4 @@ def list_optimizers(pattern: str = "*", *, provider: str | None = None) -> list[
 
 
 register_provider(Provider(name="torch", loader="optforge.providers.torch_optim:register", builtin=True))
+register_provider(Provider(name="optforge", loader="optforge.optimizers:register", builtin=True))
