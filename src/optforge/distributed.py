@@ -78,17 +78,17 @@ def zero_factory(spec: OptimizerSpec) -> Callable[..., Optimizer]:
         raise ConfigError(f"expected true or false, got {value!r}", path=path)
     if not value:
         return spec.entry.create
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        raise ConfigError(
-            "zero: true shards the optimizer state across ranks and needs an initialized process group; "
-            "call torch.distributed.init_process_group() first (or set zero: false)",
-            path=path,
-        )
     if _has_modes(spec.entry.resolve_class()):
         raise ConfigError(
             f"{spec.entry.name} is a Schedule-Free optimizer: its train()/eval() switch changes the "
             "parameters on the rank that owns their state only, so it cannot be wrapped in "
             "ZeroRedundancyOptimizer; shard it with FSDP2 (fully_shard) instead",
+            path=path,
+        )
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        raise ConfigError(
+            "zero: true shards the optimizer state across ranks and needs an initialized process group; "
+            "call torch.distributed.init_process_group() first (or set zero: false)",
             path=path,
         )
     from torch.distributed.optim import ZeroRedundancyOptimizer
