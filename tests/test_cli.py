@@ -97,7 +97,7 @@ def test_importing_the_cli_leaves_plot_libraries_unloaded() -> None:
 
 def test_no_arguments_prints_the_commands() -> None:
     result = invoke()
-    for command in ("list", "validate", "plot", "schema", "demo"):
+    for command in ("list", "validate", "plot", "explain", "schema", "demo"):
         assert command in result.output
 
 
@@ -359,3 +359,45 @@ def test_demo_model_names_its_towers() -> None:
     assert any(".price." in name for name in names)
     assert any(".demand." in name for name in names)
     assert any(name.startswith("blocks.1.") for name in names)
+
+
+def test_explain_shows_each_parameter_and_group() -> None:
+    result = invoke("explain", example_path("layer-decay"), "--model", "optforge.demo:make_model")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│ ")}
+    assert "no_weight_decay: bias" in rows["stem.bias"]
+    assert "towers.price.weight" in rows
+    assert "trainable parameters" in out
+    model = make_model()
+    assert f"{sum(p.numel() for p in model.parameters()):,} trainable parameters, 0 frozen" in out
+
+
+def test_explain_needs_a_model(config_file: Path) -> None:
+    result = invoke("explain", config_file)
+    assert result.exit_code == 2
+    assert "--model" in result.output
+
+
+def test_explain_reports_a_rule_that_matches_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "towers.yaml"
+    path.write_text(
+        "optimizer: {name: Adam, lr: 0.001}\n"
+        "multi_task_learning_rates: {tower_learning_rates: {clicks: {constant: 0.001}}}\n"
+    )
+    result = invoke("explain", path, "--model", "optforge.demo:make_model")
+    assert result.exit_code == 1
+    assert "multi_task_learning_rates.tower_learning_rates.clicks" in result.stderr
+    assert "matches no parameter" in " ".join(result.stderr.split())
+
+
+def test_trace_merges_groups_with_the_same_curve() -> None:
+    trace = trace_schedule(example_path("layer-decay"), 40, make_model())
+    assert list(trace.lrs) == [
+        "layer0, layer0/no_decay",
+        "layer1/no_decay, layer1",
+        "layer2/no_decay, layer2",
+        "layer3, layer3/no_decay",
+    ]
+    peaks = [max(values) for values in trace.lrs.values()]
+    assert peaks == pytest.approx([3e-3 * 0.75**3, 3e-3 * 0.75**2, 3e-3 * 0.75, 3e-3])

@@ -53,7 +53,10 @@ ModelOption = Annotated[
 
 
 def _console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # piped or captured output: print tables whole rather than at 80 columns
+    return console
 
 
 def _report(error: ConfigError) -> None:
@@ -252,6 +255,37 @@ def plot(
         console.print(
             f"{name}: lr {values[0]:.3g} at step 0, max {max(values):.3g}, {values[-1]:.3g} at step {steps - 1}"
         )
+
+
+@app.command()
+@_config_errors_exit
+def explain(
+    config: ConfigArgument,
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help="The model, as module:factory or file.py:factory.", show_default=False),
+    ],
+) -> None:
+    """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
+    from optforge.explain import _cell, explain
+
+    table = explain(load_model(model), config)
+    console = _console()
+    for title, columns, rows in (
+        ("parameters", table.columns, table.rows),
+        ("groups", table.group_columns, table.group_rows),
+    ):
+        view = Table(title=title, title_justify="left")
+        for column in columns:
+            view.add_column(column, justify="right" if column in ("numel", "tensors") else "left")
+        for row in rows:
+            view.add_row(*(_cell(value) for value in row))
+        console.print(view)
+    totals = table.totals
+    console.print(
+        f"{table.optimizer}: {totals['groups']} groups, {totals['tensors']} tensors, "
+        f"{totals['trainable']:,} trainable parameters, {totals['frozen']:,} frozen"
+    )
 
 
 @app.command()

@@ -46,7 +46,8 @@ class ScheduleTrace:
 
     Attributes:
         steps: The step numbers, ``0 .. n-1``.
-        lrs: Each param group's learning rate per step, by group name.
+        lrs: Each param group's learning rate per step, by group name; groups
+            with the same curve share one entry, named ``"name1, name2"``.
         others: Every other numeric group hyperparameter that changes over the
             steps (``"momentum (group0)"``), per step.
         boundaries: Steps where the learning-rate curves change shape.
@@ -109,6 +110,10 @@ def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None
                 lrs[name].append(float(lr))
                 for key, value in _numeric_settings(group).items():
                     others.setdefault(f"{key} ({name})", []).append(value)
+    curves: dict[tuple[float, ...], list[str]] = {}
+    for name, values in lrs.items():
+        curves.setdefault(tuple(values), []).append(name)
+    lrs = {", ".join(names): list(values) for values, names in curves.items()}
     varying = {key: values for key, values in others.items() if len(values) == steps and len(set(values)) > 1}
     boundaries = sorted({b for values in lrs.values() for b in phase_boundaries(values)})
     return ScheduleTrace(list(range(steps)), lrs, varying, boundaries, title)
