@@ -18,13 +18,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 # Examples whose feature is not in this tree yet: the feature, and the error that says it is missing.
 # An example is skipped only when validation fails with exactly that error.
 PENDING: dict[str, tuple[str, str]] = {
-    "lion.yaml": ("the Lion optimizer", r"optimizer\.name: unknown optimizer 'Lion'"),
-    "schedule-free-adamw.yaml": (
-        "the Schedule-Free optimizers",
-        r"optimizer\.name: unknown optimizer 'AdamWScheduleFree'",
-    ),
-    "per-tower-schedules.yaml": ("per-tower schedules", r"multi_task_learning_rates: unknown top-level key"),
-    "layer-decay.yaml": ("layer decay", r"optimizer\.layer_decay: unknown"),
+    "timm-lamb.yaml": ("the timm provider", r"optimizer\.name: unknown optimizer 'timm\.lamb'"),
 }
 
 
