@@ -200,9 +200,8 @@ class LRShim(LRScheduler):
             self._lr_scales.append(self._check_scale(group.get("lr_scale", 1.0), index))
         self._lr_fns: list[Schedule] = [make_schedule(config) for config in lr_configs]
 
-        self._hyperparameter_updates: list[
-            tuple[Callable[[dict[str, Any], float], None], dict[str, Any], Schedule]
-        ] = []
+        # (setter, group index, schedule): groups by index, since loading an optimizer state replaces the dicts.
+        self._hyperparameter_updates: list[tuple[Callable[[dict[str, Any], float], None], int, Schedule]] = []
         described: dict[str, dict[str, Any]] = {
             label: {"lr": config.model_dump(mode="json", exclude_none=True), "lr_scale": scale}
             for label, config, scale in zip(labels, lr_configs, self._lr_scales)
@@ -214,7 +213,7 @@ class LRShim(LRScheduler):
             spec = HYPERPARAMETERS[name]
             entries = match_groups(groups, mapping, path=where, what=f"{name} schedule", required=[False] * len(groups))
             keys = list(mapping) if not any("name" in group for group in groups) else labels
-            for group, entry, key, label in zip(groups, entries, keys, labels):
+            for index, (group, entry, key, label) in enumerate(zip(groups, entries, keys, labels)):
                 if entry is None:
                     continue
                 if spec.group_key not in group:
@@ -225,7 +224,7 @@ class LRShim(LRScheduler):
                         path=format_path(where, str(key)),
                     )
                 config = resolve_schedule(entry, **context, path=format_path(where, str(key)))
-                self._hyperparameter_updates.append((spec.setter, group, make_schedule(config)))
+                self._hyperparameter_updates.append((spec.setter, index, make_schedule(config)))
                 described[label][name] = config.model_dump(mode="json", exclude_none=True)
         self._fingerprint = {label: _fingerprint(data) for label, data in described.items()}
         super().__init__(optimizer)
@@ -255,16 +254,18 @@ class LRShim(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         """Advance one step and set every scheduled value for it (call after ``optimizer.step()``)."""
         super().step(epoch)
-        step = self.last_epoch
-        for setter, group, schedule in self._hyperparameter_updates:
-            setter(group, schedule(step))
+        self._apply_hyperparameters(self.last_epoch)
+
+    def _apply_hyperparameters(self, step: int) -> None:
+        groups = self.optimizer.param_groups
+        for setter, index, schedule in self._hyperparameter_updates:
+            setter(groups[index], schedule(step))
 
     def _apply(self, step: int) -> None:
         """Set every scheduled value for ``step`` without advancing."""
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             _set_value(group, "lr", lr)
-        for setter, group, schedule in self._hyperparameter_updates:
-            setter(group, schedule(step))
+        self._apply_hyperparameters(step)
         self._last_lr = [
             group["lr"].clone() if isinstance(group["lr"], torch.Tensor) else group["lr"]
             for group in self.optimizer.param_groups
