@@ -260,6 +260,7 @@ def param_infos(model: nn.Module) -> list[ParamInfo]:
 def _close_names(value: str, infos: Sequence[ParamInfo], n: int = 3) -> list[str]:
     names = {alias for info in infos for alias in info.aliases}
     modules = {alias.rsplit(".", 1)[0] for alias in names if "." in alias}
+    modules |= {segment for name in names for segment in name.split(".") if not segment.isdigit()}
     stripped = re.sub(r"[*?\[\]\\^$]", "", value)
     return difflib.get_close_matches(stripped, sorted(names | modules), n=n, cutoff=0.5)
 
@@ -346,7 +347,7 @@ def _rule_matches_nothing(rule: _Rule, infos: Sequence[ParamInfo]) -> ConfigErro
         extra = "" if config.module_type is None and config.ndim is None else " (with its other selectors)"
         return _no_match(shown, infos, format_path(rule.path, "match"), f"matches no parameter{extra}")
     if config.module_type is not None:
-        types = sorted(_type_names(info.owners for info in infos) - {"Module", "object"})
+        types = sorted(_type_names(t for info in infos for t in info.owners) - {"Module", "object"})
         return ConfigError(
             f"{config.module_type!r} matches no parameter; module types holding parameters: {', '.join(types)}",
             path=format_path(rule.path, "module_type"),
