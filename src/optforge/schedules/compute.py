@@ -183,15 +183,6 @@ _BY_CONTENT: dict[Any, Schedule] = {}
 _CACHE_SIZE = 1024
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable key for plain config data."""
-    if isinstance(value, Mapping):
-        return ("map", *((key, _freeze(item)) for key, item in value.items()))
-    if isinstance(value, list | tuple):
-        return ("seq", *(_freeze(item) for item in value))
-    return value
-
-
 def _lookup(lr_config: Any) -> Schedule:
     if isinstance(lr_config, LearningRate):
         schedule = make_schedule(lr_config)
@@ -199,11 +190,8 @@ def _lookup(lr_config: Any) -> Schedule:
             _BY_MODEL.clear()
         _BY_MODEL[id(lr_config)] = (lr_config, schedule)  # holding the model keeps its id unique
         return schedule
-    try:
-        key = _freeze(lr_config)
-        hash(key)
-    except TypeError:
-        return make_schedule(lr_config)
+    # The text of plain config data is its content (1 and 1.0 differ, as they should); C-fast to build.
+    key = (type(lr_config), repr(lr_config))
     schedule = _BY_CONTENT.get(key)
     if schedule is None:
         schedule = make_schedule(lr_config)
