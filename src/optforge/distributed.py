@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -140,23 +141,45 @@ def set_schedule_free_mode(optimizer: Any, train: bool) -> bool:
 
 
 @contextlib.contextmanager
-def _steppable(optimizer: Optimizer) -> Iterator[None]:
-    """Train mode for an optimizer without state, for the zero-gradient step that
+def _single_process_quietly() -> Iterator[None]:
+    """Without a process group, checkpoints are single-process by design: no warning about it."""
+    with warnings.catch_warnings():
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            warnings.filterwarnings("ignore", "torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
+@contextlib.contextmanager
+def _steppable(optimizer: Optimizer, *, restore: bool) -> Iterator[list[dict[str, Any]] | None]:
+    """Ready an optimizer without state for the zero-gradient step that
     ``torch.distributed.checkpoint.state_dict`` takes to create its state.
 
-    Without state there is no ``z`` yet, so switching modes moves no parameter.
+    That step runs only when ``optimizer.state`` is empty, so entries left empty
+    by lookups (``state`` is a defaultdict) are dropped; and a Schedule-Free
+    optimizer must be in train mode to step (with no ``z`` yet, switching modes
+    moves no parameter). Yields the group settings before that step (``None``
+    when the optimizer had state); with ``restore``, the optimizer gets them
+    back, and no state, afterwards.
     """
-    switch = is_schedule_free(optimizer) and not optimizer.state and not schedule_free_training(optimizer)
+    stepped = any(optimizer.state.values())
+    settings = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    switch = not stepped and is_schedule_free(optimizer) and not schedule_free_training(optimizer)
     if switch:
         optimizer.train()
+    if not stepped:
+        optimizer.state.clear()
     try:
-        yield
+        yield None if stepped else settings
     finally:
         if switch:
             # The zero-gradient step made z equal to the parameters, so y == x and
             # eval mode needs the flag only.
             for group in optimizer.param_groups:
                 group["train_mode"] = False
+        if restore and not stepped:
+            optimizer.state.clear()
+            for group, before in zip(optimizer.param_groups, settings):
+                group.update(before)
 
 
 def _check_optimizer(optimizer: Optimizer) -> None:
@@ -196,19 +219,24 @@ def save_checkpoint(
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     _check_optimizer(optimizer)
-    switch = eval_mode and schedule_free_training(optimizer) and bool(optimizer.state)
+    switch = eval_mode and schedule_free_training(optimizer) and any(optimizer.state.values())
     was_training = set_schedule_free_mode(optimizer, False) if switch else schedule_free_training(optimizer)
     try:
-        with _steppable(optimizer):
+        with _steppable(optimizer, restore=True) as pristine:
             model_state, optimizer_state = get_state_dict(model, optimizer)
-        state: dict[str, Any] = {
-            "model": model_state,
-            "optimizer": optimizer_state,
-            _META: {"schedule_free_train_mode": was_training},
-        }
-        if scheduler is not None:
-            state["scheduler"] = scheduler.state_dict()
-        dcp.save(state, checkpoint_id=os.fspath(checkpoint_dir))
+            if pristine is not None:
+                # Save the step counts and settings of before the zero-gradient step.
+                for saved, before in zip(optimizer_state["param_groups"], pristine):
+                    saved.update(before)
+            state: dict[str, Any] = {
+                "model": model_state,
+                "optimizer": optimizer_state,
+                _META: {"schedule_free_train_mode": was_training, "stepped": pristine is None},
+            }
+            if scheduler is not None:
+                state["scheduler"] = scheduler.state_dict()
+            with _single_process_quietly():
+                dcp.save(state, checkpoint_id=os.fspath(checkpoint_dir))
     finally:
         if switch:
             set_schedule_free_mode(optimizer, True)
@@ -230,17 +258,20 @@ def load_checkpoint(
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     _check_optimizer(optimizer)
-    with _steppable(optimizer):
+    with _steppable(optimizer, restore=False):
         model_state, optimizer_state = get_state_dict(model, optimizer)
     state: dict[str, Any] = {
         "model": model_state,
         "optimizer": optimizer_state,
-        _META: {"schedule_free_train_mode": False},
+        _META: {"schedule_free_train_mode": False, "stepped": True},
     }
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
-    dcp.load(state, checkpoint_id=os.fspath(checkpoint_dir))
+    with _single_process_quietly():
+        dcp.load(state, checkpoint_id=os.fspath(checkpoint_dir))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    if not state[_META]["stepped"]:
+        optimizer.state.clear()  # saved before its first step: no state yet
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     if state[_META]["schedule_free_train_mode"]:
