@@ -377,4 +377,22 @@ def list_optimizers(pattern: str = "*", *, provider: str | None = None) -> list[
 
 
 register_provider(Provider(name="torch", loader="optforge.providers.torch_optim:register", builtin=True))
+register_provider(
+    Provider(
+        name="timm",
+        loader="optforge.providers.timm:register",
+        prefixes=("timm.", "timm_"),
+        package="timm",
+        extra="timm",
+    )
+)
+register_provider(
+    Provider(
+        name="pytorch_optimizer",
+        loader="optforge.providers.pytorch_optimizer:register",
+        prefixes=("pytorch_optimizer.",),
+        package="pytorch_optimizer",
+        extra="pytorch-optimizer",
+    )
+)
 register_provider(Provider(name="optforge", loader="optforge.optimizers:register", builtin=True))
