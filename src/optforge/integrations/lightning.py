@@ -1,0 +1,111 @@
+"""Lightning: optimizers and schedulers from an optforge config, and Schedule-Free modes.
+
+:func:`configure_optimizers` returns what ``LightningModule.configure_optimizers``
+returns, with the scheduler stepped after every optimizer step (optforge
+schedules count optimizer steps). :class:`ScheduleFreeCallback` keeps
+Schedule-Free optimizers in train mode for training steps and in eval mode for
+validation, testing, prediction and every checkpoint, so the saved and
+evaluated weights are the averaged ones.
+
+Example:
+    >>> import torch
+    >>> from optforge.integrations.lightning import configure_optimizers
+    >>> model = torch.nn.Linear(2, 1)
+    >>> cfg = {"optimizer": {"name": "AdamW", "lr": 1e-3},
+    ...        "schedule": {"cosine_decay": {"peak_value": 1e-3, "warmup_steps": 10, "decay_steps": 100}}}
+    >>> out = configure_optimizers(model, cfg)
+    >>> type(out["optimizer"]).__name__, out["lr_scheduler"]["interval"]
+    ('AdamW', 'step')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from torch import nn
+
+from optforge.builder import build
+from optforge.distributed import schedule_free_training, set_schedule_free_mode
+
+__all__ = ["ScheduleFreeCallback", "configure_optimizers"]
+
+
+def configure_optimizers(module: nn.Module, config: Any, *, params: Any = None) -> dict[str, Any]:
+    """The ``configure_optimizers`` return value for an optforge config.
+
+    Args:
+        module: The ``LightningModule`` (or any module) whose parameters to optimize.
+        config: Any config :func:`optforge.build` takes (mapping, ``DictConfig``,
+            YAML path, typed config).
+        params: Parameters or param-group dicts to use instead of ``module``'s.
+
+    Returns:
+        ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval": "step", "frequency": 1}}``.
+        Lightning steps the scheduler after each optimizer step (after the
+        accumulated step with ``accumulate_grad_batches``).
+
+    Schedules count optimizer steps; for a schedule over the whole run, put the
+    run's length in the config (``schedule: {lr: ..., total_steps: ...}``, e.g.
+    from ``self.trainer.estimated_stepping_batches``).
+    """
+    optimizer, scheduler = build(module if params is None else params, config)
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "lr"},
+    }
+
+
+class ScheduleFreeCallback(pl.Callback):
+    """Puts Schedule-Free optimizers in eval mode outside training steps, and back to train mode for them.
+
+    Train mode before each training batch; eval mode for validation, testing and
+    prediction, at the end of each training epoch and of ``fit``, and for every
+    checkpoint. A checkpoint saved in the middle of training (such as by
+    ``ModelCheckpoint(every_n_train_steps=...)``) is re-made in eval mode, so
+    every checkpoint holds the averaged weights and records eval mode; resuming
+    from one puts the optimizer back in train mode before the next step. Other
+    optimizers are left alone.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(callbacks=[ScheduleFreeCallback()], logger=False, enable_progress_bar=False,
+        ...                      enable_checkpointing=False, enable_model_summary=False)
+    """
+
+    @staticmethod
+    def _set_mode(trainer: pl.Trainer, train: bool) -> None:
+        for optimizer in trainer.optimizers:
+            set_schedule_free_mode(optimizer, train)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._set_mode(trainer, True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set_mode(trainer, False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set_mode(trainer, False)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set_mode(trainer, False)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set_mode(trainer, False)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set_mode(trainer, False)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if not any(schedule_free_training(optimizer) for optimizer in trainer.optimizers):
+            return
+        # The checkpoint was taken in train mode (weights y): take its weights and
+        # optimizer states again in eval mode. The next training batch switches back.
+        self._set_mode(trainer, False)
+        checkpoint["state_dict"] = trainer.strategy.lightning_module_state_dict()
+        if "optimizer_states" in checkpoint:
+            checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state(opt) for opt in trainer.optimizers]

@@ -1,0 +1,142 @@
+"""Lightning: configure_optimizers steps the schedule per optimizer step; ScheduleFreeCallback manages modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import optforge
+from optforge.distributed import schedule_free_training
+from optforge.integrations.lightning import ScheduleFreeCallback, configure_optimizers
+
+CONFIG = {
+    "optimizer": {"name": "AdamW", "lr": 0.01},
+    "schedule": {"cosine_decay": {"peak_value": 0.01, "warmup_steps": 3, "decay_steps": 8}},
+}
+SCHEDULE_FREE = {"name": "AdamWScheduleFree", "lr": 0.01, "warmup_steps": 2}
+
+
+def dataset() -> TensorDataset:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 4, generator=gen)
+    return TensorDataset(x, x.sum(dim=1, keepdim=True))
+
+
+def new_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(4, 1)
+
+
+class Regression(pl.LightningModule):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.net = new_model()
+        self.seen: list[tuple[str, float, bool]] = []  # (stage, lr, Schedule-Free train mode)
+
+    def _record(self, stage: str) -> None:
+        optimizer = self.trainer.optimizers[0]
+        self.seen.append((stage, optimizer.param_groups[0]["lr"], schedule_free_training(optimizer)))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self._record("train")
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._record("val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_optimizers(self, self.config)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(dataset(), batch_size=2)  # 4 optimizer steps per epoch
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(dataset(), batch_size=8)
+
+
+def trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
+    options = {
+        "accelerator": "cpu",
+        "max_epochs": 2,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+        **kwargs,
+    }
+    checkpoints = [c for c in options.get("callbacks", []) if isinstance(c, pl.callbacks.ModelCheckpoint)]
+    options.setdefault("enable_checkpointing", bool(checkpoints))
+    return pl.Trainer(**options)
+
+
+def test_configure_optimizers_steps_the_schedule_per_optimizer_step(tmp_path: Path) -> None:
+    module = Regression(CONFIG)
+    trainer(tmp_path, limit_val_batches=0).fit(module)
+    optimizer, scheduler = optforge.build(new_model(), CONFIG)
+    want = []
+    for _ in range(8):
+        want.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert [lr for _, lr, _ in module.seen] == pytest.approx(want)
+    assert len(set(want)) == 8, "the lr changes at every step of both epochs"
+
+
+def test_schedule_free_callback_trains_in_train_mode_and_evaluates_in_eval_mode(tmp_path: Path) -> None:
+    module = Regression(SCHEDULE_FREE)
+    trainer(tmp_path, callbacks=[ScheduleFreeCallback()], val_check_interval=2).fit(module)
+    stages = {(stage, training) for stage, _, training in module.seen}
+    assert stages == {("train", True), ("val", False)}
+    assert [stage for stage, _, _ in module.seen].count("val") >= 4, "validation ran mid-epoch and after"
+    assert not schedule_free_training(module.trainer.optimizers[0]), "fit ends in eval mode"
+
+
+def test_without_the_callback_a_schedule_free_optimizer_cannot_step(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="eval mode"):
+        trainer(tmp_path, limit_val_batches=0).fit(Regression(SCHEDULE_FREE))
+
+
+def test_mid_epoch_checkpoints_hold_the_averaged_weights(tmp_path: Path) -> None:
+    """A checkpoint taken after step 1 is in eval mode and holds x, as a plain loop computes it."""
+    every_step = pl.callbacks.ModelCheckpoint(tmp_path, filename="{step}", every_n_train_steps=1, save_top_k=-1)
+    module = Regression(SCHEDULE_FREE)
+    trainer(tmp_path, callbacks=[ScheduleFreeCallback(), every_step], limit_val_batches=0, max_steps=2).fit(module)
+    checkpoint = torch.load(tmp_path / "step=1.ckpt", weights_only=False)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["train_mode"] is False
+
+    model = new_model()
+    optimizer = optforge.build_optimizer(model, SCHEDULE_FREE)
+    optimizer.train()
+    x, y = next(iter(DataLoader(dataset(), batch_size=2)))
+    nn.functional.mse_loss(model(x), y).backward()
+    optimizer.step()
+    optimizer.eval()
+    torch.testing.assert_close(checkpoint["state_dict"]["net.weight"], model.weight.detach())
+    torch.testing.assert_close(checkpoint["state_dict"]["net.bias"], model.bias.detach())
+
+
+def test_resuming_from_an_epoch_checkpoint_reproduces_the_run(tmp_path: Path) -> None:
+    each_epoch = pl.callbacks.ModelCheckpoint(tmp_path, filename="{epoch}", save_top_k=-1)
+    whole = Regression(SCHEDULE_FREE)
+    trainer(tmp_path, callbacks=[ScheduleFreeCallback(), each_epoch], limit_val_batches=1).fit(whole)
+    checkpoint = torch.load(tmp_path / "epoch=0.ckpt", weights_only=False)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["train_mode"] is False
+
+    resumed = Regression(SCHEDULE_FREE)
+    with torch.no_grad():
+        resumed.net.weight.fill_(3.0)  # overwritten by the checkpoint
+    resume_dir = tmp_path / "resume"
+    trainer(resume_dir, callbacks=[ScheduleFreeCallback()], limit_val_batches=1).fit(
+        resumed, ckpt_path=tmp_path / "epoch=0.ckpt"
+    )
+    assert [s for s in resumed.seen if s[0] == "train"] == [s for s in whole.seen if s[0] == "train"][4:]
+    torch.testing.assert_close(resumed.net.weight, whole.net.weight, rtol=0, atol=0)
+    torch.testing.assert_close(resumed.net.bias, whole.net.bias, rtol=0, atol=0)
