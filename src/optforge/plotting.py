@@ -168,7 +168,7 @@ def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
     for name, values in trace.others.items():
         axes[-1].plot(trace.steps, values, label=name)
     if trace.others:
-        axes[-1].set_ylabel("hyperparameter")
+        axes[-1].set_ylabel(next(iter(trace.others)) if len(trace.others) == 1 else "hyperparameter")
     for step, label in _label_boundaries(trace):
         for ax in axes:
             ax.axvline(step, color="0.5", linestyle="--", linewidth=0.8)

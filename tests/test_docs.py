@@ -1,0 +1,158 @@
+"""Every example in the docs runs, and the site builds with ``mkdocs build --strict``.
+
+Python blocks of each page run in order in one fresh namespace, in a temporary
+directory holding a copy of ``examples/``; ``optforge ...`` lines of shell blocks
+run through the command line there too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from optforge.cli import app
+from optforge.schedules import LearningRate
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)[ \t]*(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+PYTHON = {"python", "py", "python3"}
+SHELL = {"bash", "sh", "shell", "console"}
+COMMAND = re.compile(r"^(?:\$ )?optforge\s")
+
+
+def fenced_blocks(text: str, languages: set[str]) -> list[str]:
+    """The bodies of the fenced blocks whose language is in ``languages``, dedented.
+
+    Example:
+        >>> fenced_blocks("```python\\nx = 1\\n```\\n```yaml\\na: 1\\n```\\n", {"python"})
+        ['x = 1\\n']
+    """
+    blocks = []
+    for match in FENCE.finditer(text):
+        words = re.findall(r"[\w+-]+", match["info"])
+        if words and words[0].lower() in languages:
+            blocks.append(textwrap.dedent(match["body"]))
+    return blocks
+
+
+def command_lines(text: str) -> list[str]:
+    return [
+        line.strip().removeprefix("$ ")
+        for block in fenced_blocks(text, SHELL)
+        for line in block.splitlines()
+        if COMMAND.match(line.strip())
+    ]
+
+
+def _pages_with(select: Any) -> list[Path]:
+    return [page for page in PAGES if select(page.read_text(encoding="utf-8"))]
+
+
+def _id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the examples' models are tiny: one thread is the fastest
+    yield tmp_path
+    torch.set_num_threads(threads)
+
+
+def test_the_main_pages_have_examples() -> None:
+    with_python = {_id(page) for page in _pages_with(lambda text: fenced_blocks(text, PYTHON))}
+    assert {"docs/index.md", "docs/getting-started.md"} <= with_python
+    assert "docs/cli.md" in {_id(page) for page in _pages_with(command_lines)}
+
+
+def test_fenced_blocks_reads_indented_and_attributed_fences() -> None:
+    text = "- item\n\n    ```python title='x.py'\n    y = 2\n    ```\n\n~~~{.python}\nz = 3\n~~~\n"
+    assert fenced_blocks(text, PYTHON) == ["y = 2\n", "z = 3\n"]
+    assert command_lines("```bash\n$ optforge list  # all\npip install x\n```\n") == ["optforge list  # all"]
+
+
+@pytest.mark.parametrize("page", _pages_with(lambda text: fenced_blocks(text, PYTHON)), ids=_id)
+def test_python_examples_run(page: Path, workdir: Path) -> None:
+    namespace: dict[str, Any] = {"__name__": "__docs__"}
+    for index, code in enumerate(fenced_blocks(page.read_text(encoding="utf-8"), PYTHON), start=1):
+        exec(compile(code, f"{_id(page)} (python block {index})", "exec"), namespace)
+
+
+@pytest.mark.parametrize("page", _pages_with(command_lines), ids=_id)
+def test_command_examples_run(page: Path, workdir: Path) -> None:
+    for line in command_lines(page.read_text(encoding="utf-8")):
+        result = CliRunner().invoke(app, shlex.split(line, comments=True)[1:])
+        assert result.exit_code == 0, f"{_id(page)}: `{line}` failed:\n{result.output}"
+
+
+def _load_hooks() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _keys(item)
+
+
+def test_the_gallery_plots_every_schedule() -> None:
+    plots = _load_hooks().gallery_plots((ROOT / "docs" / "gallery.md").read_text(encoding="utf-8"))
+    shown = {key for plot in plots for key in _keys(plot.document["schedule"])}
+    missing = set(LearningRate.model_fields) - shown
+    assert not missing, f"docs/gallery.md has no plotted example of {sorted(missing)}"
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    plots = _load_hooks().gallery_plots((ROOT / "docs" / "gallery.md").read_text(encoding="utf-8"))
+    for plot in plots:
+        with Image.open(site / plot.uri) as image:
+            assert image.format == "PNG"
+    gallery = (site / "gallery" / "index.html").read_text(encoding="utf-8")
+    assert gallery.count('<img alt="') == len(plots)
+    reference = (site / "config-reference" / "index.html").read_text(encoding="utf-8")
+    for text in ("peak_value", "AdamW", "layer_decay", "tower_learning_rates", "steps_per_epoch"):
+        assert text in reference
+    assert "optforge demo" in (site / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "optforge.builder.build_optimizer" in (site / "api" / "builder" / "index.html").read_text(encoding="utf-8")
