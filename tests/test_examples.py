@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,10 @@ from optforge.demo import example_names, example_path, train
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
-# Examples whose feature is not in this tree yet: the feature, and the error that says it is missing.
-# An example is skipped only when validation fails with exactly that error.
-PENDING: dict[str, tuple[str, str]] = {
-    "timm-lamb.yaml": ("the timm provider", r"optimizer\.name: unknown optimizer 'timm\.lamb'"),
-}
-
 
 def validate(path: Path) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["validate", str(path), "--model", "optforge.demo:make_model"])
     return result.exit_code, " ".join(result.output.split())
-
-
-def skip_if_pending(path: Path, output: str) -> None:
-    feature, missing = PENDING.get(path.name, ("", None))
-    if missing is not None and re.search(missing, output):
-        pytest.skip(f"{path.name} needs {feature}, not available yet")
 
 
 def test_examples_exist() -> None:
@@ -46,17 +33,12 @@ def test_shipped_examples_are_copies_of_the_repository_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_validates(path: Path) -> None:
     code, output = validate(path)
-    if code != 0:
-        skip_if_pending(path, output)
     assert code == 0, output
     assert "valid" in output
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_trains_the_demo_task(path: Path) -> None:
-    code, output = validate(path)
-    if code != 0:
-        skip_if_pending(path, output)
     result = train(path, steps=40)
     assert all(math.isfinite(loss) for loss in result.losses)
     assert result.final_loss < result.losses[0]
