@@ -154,6 +154,7 @@ def test_validate_prints_every_problem_with_its_path(tmp_path: Path) -> None:
     [
         ("optimizer: {name: AdamWW, lr: 0.1}\n", "optimizer.name: unknown optimizer 'AdamWW'; did you mean 'AdamW'?"),
         ("optimizer: [1, 2\n", "is not valid YAML"),
+        ("optimizer: {name: 'adamw[fused]', lr: 0.1}\n", "optimizer.name: unknown optimizer 'adamw[fused]'"),
         ("optimizer: {name: SGD, lr: 0.1}\nshedule: {constant: 0.1}\n", "shedule: unknown top-level key"),
     ],
 )
@@ -401,3 +402,25 @@ def test_trace_merges_groups_with_the_same_curve() -> None:
     ]
     peaks = [max(values) for values in trace.lrs.values()]
     assert peaks == pytest.approx([3e-3 * 0.75**3, 3e-3 * 0.75**2, 3e-3 * 0.75, 3e-3])
+
+
+@pytest.mark.parametrize(
+    ("args", "missing"),
+    [
+        (["plot", "{config}", "--steps", "5"], "plotext"),
+        (["plot", "{config}", "--steps", "5", "-o", "{dir}/lr.png"], "matplotlib"),
+        (["demo", "--steps", "5", "-o", "{dir}/loss.png"], "matplotlib"),
+    ],
+)
+def test_plots_without_their_library_say_what_to_install(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], missing: str
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
+    result = invoke(*(arg.format(config=config_file, dir=config_file.parent) for arg in args))
+    assert result.exit_code == 1
+    assert f"this needs {missing}, which is not installed" in result.stderr
+    assert "pip install 'optforge[plot]'" in result.stderr
+    assert not list(config_file.parent.glob("*.png"))

@@ -25,6 +25,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from optforge.errors import ConfigError
 
@@ -53,7 +54,8 @@ ModelOption = Annotated[
 
 
 def _console(*, stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, highlight=False)
+    # No markup: messages quote config values and install commands such as optforge[plot].
+    console = Console(stderr=stderr, highlight=False, markup=False)
     if not console.is_terminal:
         console.width = 160  # piped or captured output: print tables whole rather than at 80 columns
     return console
@@ -63,7 +65,9 @@ def _report(error: ConfigError) -> None:
     """Print each problem of ``error`` as ``path: message`` on stderr."""
     console = _console(stderr=True)
     for path, message in error.problems:
-        console.print(f"[bold red]error[/] [cyan]{path or '<config>'}[/]: {message}", soft_wrap=True)
+        console.print(
+            Text.assemble(("error", "bold red"), " ", (path or "<config>", "cyan"), ": ", message), soft_wrap=True
+        )
 
 
 def _config_errors_exit(command: F) -> F:
@@ -78,6 +82,14 @@ def _config_errors_exit(command: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _require_plot_library(package: str) -> None:
+    """Exit with the install command when ``package`` (matplotlib or plotext) is missing."""
+    if importlib.util.find_spec(package) is None:
+        message = f"this needs {package}, which is not installed; install it with `pip install 'optforge[plot]'`"
+        _console(stderr=True).print(Text.assemble(("error", "bold red"), " ", message), soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def load_model(spec: str) -> Any:
@@ -202,8 +214,10 @@ def list_command(
     for entry in entries:
         reason = entry.unavailable_reason()
         notes = [f"aliases: {', '.join(entry.aliases)}"] if entry.aliases else []
-        notes += [f"[yellow]unavailable: {reason}[/]"] if reason else []
-        table.add_row(entry.name, entry.provider, " ".join([entry.description, *(f"({n})" for n in notes)]))
+        description = Text(" ".join([entry.description, *(f"({note})" for note in notes)]))
+        if reason:
+            description.append(f" (unavailable: {reason})", style="yellow")
+        table.add_row(entry.name, entry.provider, description)
     _console().print(table)
 
 
@@ -219,10 +233,10 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
         problems = error.problems
     if problems:
         _report(ConfigError.from_problems(problems))
-        _console(stderr=True).print(f"[red]{config}: {len(problems)} problem(s)[/]")
+        _console(stderr=True).print(f"{config}: {len(problems)} problem(s)", style="red")
         raise typer.Exit(1)
     note = "" if model else " (checked on a one-group stand-in model: pass --model for param-group rules)"
-    _console().print(f"[green]{config}: valid[/]{note}", soft_wrap=True)
+    _console().print(Text.assemble((f"{config}: valid", "green"), note), soft_wrap=True)
 
 
 @app.command()
@@ -241,6 +255,7 @@ def plot(
     """
     from optforge.plotting import plot_trace_png, plot_trace_terminal, trace_schedule
 
+    _require_plot_library("plotext" if output is None else "matplotlib")
     trace = trace_schedule(config, steps, load_model(model) if model else None, title=config.name)
     console = _console()
     if output is None:
@@ -309,7 +324,7 @@ def _run_with_progress(console: Console, label: str, config: Any, steps: int, se
     from optforge.demo import train
 
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"),
@@ -350,6 +365,8 @@ def demo(
     from optforge.builder import resolve_optimizer_spec
     from optforge.demo import DEFAULT_EXAMPLE, example_names, example_path, resolve_run
 
+    if output is not None:
+        _require_plot_library("matplotlib")
     console = _console()
     name = config or DEFAULT_EXAMPLE
     base: Path = example_path(name) if name in example_names() or not Path(name).exists() else Path(name)
@@ -373,7 +390,7 @@ def demo(
 
 def _print_summary(console: Console, result: Any, config: Path, steps: int) -> None:
     console.print(
-        f"[bold]{result.optimizer}[/] from {config.name}, {steps} steps\n"
+        f"{result.optimizer} from {config.name}, {steps} steps\n"
         f"  training loss  {result.losses[0]:.4f} at the first step, {result.losses[-1]:.4f} at the last\n"
         f"  final loss     {result.final_loss:.4f} on the whole data set\n"
         f"  learning rate  {max(result.lrs):.3g} at its peak, {result.lrs[-1]:.3g} at the last step\n"
