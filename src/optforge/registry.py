@@ -13,7 +13,7 @@ Example:
     >>> @optforge.register_optimizer(name="MySGD", defaults={"momentum": 0.5}, aliases=["my_sgd"])
     ... class MySGD(torch.optim.SGD):
     ...     pass
-    >>> optforge.get_optimizer_entry("my_sgd").defaults
+    >>> dict(optforge.get_optimizer_entry("my_sgd").defaults)
     {'momentum': 0.5}
     >>> optforge.unregister_optimizer("MySGD")
 """
