@@ -61,10 +61,10 @@ def _console(*, stderr: bool = False) -> Console:
     return console
 
 
-def _report(error: ConfigError) -> None:
-    """Print each problem of ``error`` as ``path: message`` on stderr."""
+def _report(problems: Sequence[tuple[str, str]]) -> None:
+    """Print each problem as ``path: message`` on stderr."""
     console = _console(stderr=True)
-    for path, message in error.problems:
+    for path, message in problems:
         console.print(
             Text.assemble(("error", "bold red"), " ", (path or "<config>", "cyan"), ": ", message), soft_wrap=True
         )
@@ -78,7 +78,7 @@ def _config_errors_exit(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ConfigError as error:
-            _report(error)
+            _report(error.problems)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -231,11 +231,11 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
         problems = validate_config(config, load_model(model) if model else None)
     except ConfigError as error:
         problems = error.problems
-    if problems:
-        _report(ConfigError.from_problems(problems))
-        _console(stderr=True).print(f"{config}: {len(problems)} problem(s)", style="red")
-        raise typer.Exit(1)
     note = "" if model else " (checked on a one-group stand-in model: pass --model for param-group rules)"
+    if problems:
+        _report(problems)
+        _console(stderr=True).print(Text.assemble((f"{config}: {len(problems)} problem(s)", "red"), note))
+        raise typer.Exit(1)
     _console().print(Text.assemble((f"{config}: valid", "green"), note), soft_wrap=True)
 
 
