@@ -11,35 +11,39 @@ from torch import nn
 import optforge
 from optforge.distributed import set_schedule_free_mode
 
+# Each optimizer under test, as an optforge config (foreach off and on for our own).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "AdamW": {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1},
+    "SGD": {"name": "NesterovMomentum", "lr": 0.05},
+}
+for _foreach in (False, True):
+    _suffix = "-foreach" if _foreach else ""
+    CONFIGS[f"Lion{_suffix}"] = {"name": "Lion", "lr": 3e-3, "weight_decay": 0.1, "foreach": _foreach}
+    CONFIGS[f"AdamWScheduleFree{_suffix}"] = {
+        "name": "AdamWScheduleFree",
+        "lr": 0.01,
+        "warmup_steps": 2,
+        "weight_decay": 0.01,
+        "foreach": _foreach,
+    }
+    CONFIGS[f"SGDScheduleFree{_suffix}"] = {
+        "name": "SGDScheduleFree",
+        "lr": 0.1,
+        "warmup_steps": 2,
+        "weight_decay": 0.01,
+        "foreach": _foreach,
+    }
+    CONFIGS[f"RAdamScheduleFree{_suffix}"] = {
+        "name": "RAdamScheduleFree",
+        "lr": 0.01,
+        "weight_decay": 0.01,
+        "foreach": _foreach,
+    }
+
 # Each optimizer under test, built over a list of parameters (or param groups).
 OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
-    "AdamW": lambda params: optforge.build_optimizer(params, {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1}),
-    "SGD": lambda params: optforge.build_optimizer(params, {"name": "NesterovMomentum", "lr": 0.05}),
+    name: lambda params, config=config: optforge.build_optimizer(params, config) for name, config in CONFIGS.items()
 }
-
-
-def _register_own_optimizers() -> None:
-    from optforge.optimizers import AdamWScheduleFree, Lion, RAdamScheduleFree, SGDScheduleFree
-
-    for foreach in (False, True):
-        suffix = "-foreach" if foreach else ""
-        OPTIMIZERS.update(
-            {
-                f"Lion{suffix}": lambda p, f=foreach: Lion(p, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1, foreach=f),
-                f"AdamWScheduleFree{suffix}": lambda p, f=foreach: AdamWScheduleFree(
-                    p, lr=0.01, warmup_steps=2, weight_decay=0.01, foreach=f
-                ),
-                f"SGDScheduleFree{suffix}": lambda p, f=foreach: SGDScheduleFree(
-                    p, lr=0.1, warmup_steps=2, weight_decay=0.01, foreach=f
-                ),
-                f"RAdamScheduleFree{suffix}": lambda p, f=foreach: RAdamScheduleFree(
-                    p, lr=0.01, weight_decay=0.01, foreach=f
-                ),
-            }
-        )
-
-
-_register_own_optimizers()
 
 
 def tiny_model() -> nn.Module:

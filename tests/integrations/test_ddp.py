@@ -7,20 +7,18 @@ from typing import Any
 
 import pytest
 import torch
-from tests.integrations._common import OPTIMIZERS, assert_same_params, data, full_params, rank_share, tiny_model, train
-from tests.integrations._launch import run_ranks
 from torch import nn
 
 import optforge
-from optforge.scheduler import build_scheduler
+from tests.integrations._common import CONFIGS, assert_same_params, data, full_params, rank_share, tiny_model, train
+from tests.integrations._launch import run_ranks
 
 pytestmark = pytest.mark.distributed
 
 STEPS = 6
 
-# Each run: a whole optforge config (optimizer and schedule), or an optimizer of
-# OPTIMIZERS under a schedule section.
-CONFIGS: dict[str, Any] = {
+# Each run: a whole optforge config, optimizer and schedule.
+RUNS: dict[str, Any] = {
     "AdamW+cosine": {
         "optimizer": {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1},
         "schedule": {"cosine_decay": {"peak_value": 0.02, "warmup_steps": 2, "decay_steps": STEPS}},
@@ -43,21 +41,16 @@ CONFIGS: dict[str, Any] = {
             "momentum": {"linear_decay": {"peak_value": 0.95, "end_value": 0.85, "decay_steps": STEPS}},
         },
     },
-    "Lion+cosine": ("Lion", {"cosine_decay": {"peak_value": 3e-3, "warmup_steps": 1, "decay_steps": STEPS}}),
-    "AdamWScheduleFree": ("AdamWScheduleFree-foreach", None),
+    "Lion+cosine": {
+        "optimizer": CONFIGS["Lion"],
+        "schedule": {"cosine_decay": {"peak_value": 3e-3, "warmup_steps": 1, "decay_steps": STEPS}},
+    },
+    "AdamWScheduleFree": {"optimizer": CONFIGS["AdamWScheduleFree-foreach"]},
 }
 
 
-def build(name: str, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    config = CONFIGS[name]
-    if isinstance(config, tuple):
-        optimizer = OPTIMIZERS[config[0]](list(model.parameters()))
-        return optimizer, build_scheduler(optimizer, config[1])
-    return optforge.build(model, config)
-
-
 def run(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    optimizer, scheduler = build(name, model)
+    optimizer, scheduler = optforge.build(model, RUNS[name])
     train(model, optimizer, x, y, STEPS, scheduler)
     return {"params": full_params(model), "lrs": scheduler.get_last_lr()}
 
@@ -65,7 +58,7 @@ def run(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor) -> dict[s
 def ddp_runs(rank: int, world_size: int, workdir: Path) -> dict[str, Any]:
     x, y = data()
     x, y = rank_share(x, rank, world_size), rank_share(y, rank, world_size)
-    return {name: run(nn.parallel.DistributedDataParallel(tiny_model()), name, x, y) for name in CONFIGS}
+    return {name: run(nn.parallel.DistributedDataParallel(tiny_model()), name, x, y) for name in RUNS}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]
     return run_ranks("tests.integrations.test_ddp:ddp_runs", tmp_path_factory.mktemp("ddp"))
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", list(RUNS))
 def test_two_ranks_follow_the_full_batch_run(ddp_results: list[dict[str, Any]], name: str) -> None:
     want = run(tiny_model(), name, *data())
     for rank_result in ddp_results:
