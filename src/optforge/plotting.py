@@ -185,7 +185,7 @@ def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
         )
     for ax in axes:
         ax.grid(alpha=0.3)
-        if len(ax.get_lines()) > 1:
+        if len(ax.get_legend_handles_labels()[1]) > 1:  # the boundary lines have no label
             ax.legend(loc="best", fontsize="small")
     axes[-1].set_xlabel("step")
     if trace.title:
