@@ -29,8 +29,8 @@ def test_optimizer_config_chosen() -> None:
 def test_json_schema_is_json_and_covers_both_forms() -> None:
     schema = json_schema()
     json.dumps(schema)
-    assert schema["properties"]["optimizer"]["anyOf"][0]["$ref"] == "#/$defs/FlatOptimizerConfig"
     defs = schema["$defs"]
+    assert defs["ConfigDocument"]["properties"]["optimizer"]["anyOf"][0]["$ref"] == "#/$defs/FlatOptimizerConfig"
     assert {"AdamConfig", "SgdConfig", "AdagradConfig", "OptimizerConfig", "LearningRate"} <= set(defs)
     assert defs["AdamConfig"]["additionalProperties"] is False
     assert "AdamW" in defs["FlatOptimizerConfig"]["properties"]["name"]["anyOf"][0]["enum"]
@@ -41,3 +41,16 @@ def test_document_model_rejects_unknown_keys() -> None:
 
     with pytest.raises(ConfigError, match="schedul: unknown key; did you mean 'schedule'"):
         parse_model(ConfigDocument, {"optimizer": {"name": "SGD"}, "schedul": {}})
+
+
+def test_every_example_config_is_a_valid_document() -> None:
+    from pathlib import Path
+
+    from optforge._validation import parse_model
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+    assert examples, "no example configs found"
+    for path in examples:
+        data = optforge.load_config(path)
+        model = ConfigDocument if "optimizer" in data else OptimizerConfig
+        parse_model(model, data, path.name)

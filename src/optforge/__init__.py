@@ -11,6 +11,8 @@ Example:
 from optforge.builder import build, build_optimizer
 from optforge.config_source import load_config
 from optforge.errors import ConfigError
+from optforge.explain import ParamTable, explain
+from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
 from optforge.registry import (
     OptimizerEntry,
     get_optimizer_class,
@@ -20,21 +22,34 @@ from optforge.registry import (
     register_optimizer,
     unregister_optimizer,
 )
-from optforge.schedules import LearningRate, compute_lr
+from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler
+from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_schedule, resolve_schedule
 
 __all__ = [
     "ConfigError",
+    "LRShim",
     "LearningRate",
+    "MultiTaskLearningRates",
+    "NoWeightDecay",
     "OptimizerEntry",
+    "ParamTable",
+    "ScheduleChangedWarning",
     "build",
     "build_optimizer",
+    "build_scheduler",
     "compute_lr",
+    "explain",
     "get_optimizer_class",
     "get_optimizer_entry",
     "list_optimizers",
     "load_config",
+    "make_param_groups",
+    "make_schedule",
     "optimizer_entries",
+    "parse_schedule",
+    "plan_param_groups",
     "register_optimizer",
+    "resolve_schedule",
     "unregister_optimizer",
 ]
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import pydantic
 
 from optforge._validation import StrictModel
+from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule
 from optforge.schedules import (
     LearningRate,
     LinearRampToConstant,
@@ -32,6 +33,7 @@ __all__ = [
     "TYPED_OPTIMIZERS",
     "AdagradConfig",
     "AdamConfig",
+    "ConfigDocument",
     "FlatOptimizerConfig",
     "LearningRate",
     "LinearRampToConstant",
@@ -107,13 +109,28 @@ class FlatOptimizerConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow")
 
     name: str = pydantic.Field(description="Registered optimizer name, case-insensitive (see `optforge list`).")
+    param_groups: list[ParamGroupRule] | None = pydantic.Field(
+        None, description="Ordered rules placing parameters in groups; the first match wins."
+    )
+    no_weight_decay: bool | NoWeightDecay | None = pydantic.Field(
+        None, description="Parameters without weight decay (default: on for decoupled-decay optimizers)."
+    )
+    layer_decay: Annotated[float, pydantic.Field(gt=0, le=1)] | None = pydantic.Field(
+        None, description="Scale each block's lr by layer_decay ** (blocks above it)."
+    )
+    zero: bool | None = pydantic.Field(None, description="Shard optimizer state with ZeroRedundancyOptimizer.")
 
 
 class ConfigDocument(StrictModel):
-    """A whole config file: the optimizer and, optionally, its schedule."""
+    """A whole config file: the optimizer, its schedule and the towers of a multi-task model."""
 
     optimizer: FlatOptimizerConfig | OptimizerConfig
-    schedule: LearningRate | None = None
+    schedule: LearningRate | dict[str, Any] | float | None = pydantic.Field(
+        None,
+        description="One schedule for every group, {group name: schedule}, or "
+        "{lr, momentum, beta1, beta2, weight_decay, steps_per_epoch, total_steps}.",
+    )
+    multi_task_learning_rates: MultiTaskLearningRates | None = None
 
 
 def json_schema() -> dict[str, Any]:
@@ -123,15 +140,20 @@ def json_schema() -> dict[str, Any]:
 
     Example:
         >>> schema = json_schema()
+        >>> [option["$ref"] for option in schema["anyOf"]]
+        ['#/$defs/ConfigDocument', '#/$defs/OptimizerConfig']
         >>> "AdamW" in schema["$defs"]["FlatOptimizerConfig"]["properties"]["name"]["anyOf"][0]["enum"]
         True
     """
     from optforge.registry import list_optimizers
 
-    schema = ConfigDocument.model_json_schema()
+    # A document is either the wrapped form (optimizer:, schedule:, ...) or the typed form itself.
+    schema = pydantic.TypeAdapter(ConfigDocument | OptimizerConfig).json_schema()
     name = schema["$defs"]["FlatOptimizerConfig"]["properties"]["name"]
     name["anyOf"] = [{"enum": list_optimizers()}, {"type": "string"}]
     name.pop("type", None)
+    # A rule's keys other than its selectors and settings are optimizer hyperparameters.
+    schema["$defs"]["ParamGroupRule"]["additionalProperties"] = True
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "optforge config"
     return schema
