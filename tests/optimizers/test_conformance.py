@@ -217,7 +217,7 @@ def test_load_state_dict_across_dtypes(name, impl):
         torch.testing.assert_close(a.detach().double(), b.detach(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "impl"), EAGER_CASES)
+@pytest.mark.parametrize(("name", "impl"), CASES)
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_copies_work_independently(name, impl, how):
     params = new_params()

@@ -7,8 +7,11 @@ function ``kernel(*tensors, scalars)`` that assigns its results with ``copy_``.
 
 * each large contiguous tensor, flattened, so the update reads and writes
   every element once, near memory bandwidth;
-* all small tensors of one dtype at once, concatenated into flat buffers and
-  copied back, because per-call overhead, not bandwidth, bounds small tensors.
+* all small tensors of one dtype at once, because per-call overhead, not
+  bandwidth, bounds small tensors. Parameters and gradients are concatenated
+  into flat buffers (and parameters copied back); the optimizer's own state
+  tensors are re-homed once into one flat buffer (``Tensor.set_``, so the
+  tensors in ``optimizer.state`` stay the same objects) and updated in place.
 
 Hyperparameters travel in the ``scalars`` tensor, so a new learning rate never
 triggers a recompile. Non-contiguous tensors go through an eager fallback.
@@ -43,12 +46,40 @@ def scalar_tensor(values: Sequence[float], like: Tensor) -> Tensor:
     return torch.tensor(list(values), dtype=dtype, device=like.device)
 
 
+def _flat_alias(tensors: Sequence[Tensor]) -> Tensor | None:
+    """A 1-D tensor aliasing ``tensors`` when they lie back to back in one storage, else None."""
+    first = tensors[0]
+    storage = first.untyped_storage()
+    size = first.element_size()
+    expected = first.data_ptr()
+    for t in tensors:
+        if t.data_ptr() != expected:
+            return None
+        expected += t.numel() * size
+    start = first.storage_offset()
+    if (start + (expected - first.data_ptr()) // size) * size > storage.nbytes():
+        return None
+    flat = first.new_empty(0)
+    return flat.set_(storage, start, ((expected - first.data_ptr()) // size,), (1,))
+
+
+def _rehome(tensors: Sequence[Tensor]) -> Tensor:
+    """Move ``tensors`` into one new flat buffer, keeping the tensor objects; return the buffer."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    storage, offset = flat.untyped_storage(), 0
+    for t in tensors:
+        t.set_(storage, offset, t.size(), t.stride())
+        offset += t.numel()
+    return flat
+
+
 def apply_fused(
     kernel: Callable[..., None],
     tensor_lists: Sequence[Sequence[Tensor]],
     written: Sequence[int],
     make_scalars: Callable[[Tensor], Tensor],
     fallback: Callable[[list[list[Tensor]]], None],
+    owned: Sequence[int] = (),
 ) -> None:
     """Apply ``kernel`` to every index of ``tensor_lists`` (params, grads, states...).
 
@@ -58,6 +89,7 @@ def apply_fused(
         written: Which lists the kernel writes (copied back for grouped tensors).
         make_scalars: Builds the scalars tensor for a representative tensor (dtype, device).
         fallback: Eager update for tensors the kernel cannot take (non-contiguous).
+        owned: Lists of optimizer state, which may be moved into flat buffers.
     """
     compiled = _compiled(kernel)
     eager: list[int] = []
@@ -83,12 +115,19 @@ def apply_fused(
         if sum(sizes) < 2:  # size 0/1 would need graphs of their own
             eager.extend(indices)
             continue
-        flats = [torch.cat([tl[i].view(-1) for i in indices]) for tl in tensor_lists]
+        flats: list[Tensor] = []
+        for position, tl in enumerate(tensor_lists):
+            members = [tl[i] for i in indices]
+            flat = _flat_alias(members) if position in owned else None
+            if flat is None:
+                flat = _rehome(members) if position in owned else torch.cat([t.view(-1) for t in members])
+            flats.append(flat)
         if key not in scalars:
             scalars[key] = make_scalars(flats[0])
         compiled(*flats, scalars[key])
         for w in written:
-            torch._foreach_copy_([tensor_lists[w][i].view(-1) for i in indices], list(flats[w].split(sizes)))
+            if w not in owned:
+                torch._foreach_copy_([tensor_lists[w][i].view(-1) for i in indices], list(flats[w].split(sizes)))
     if eager:
         fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
 

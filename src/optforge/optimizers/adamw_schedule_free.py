@@ -347,4 +347,5 @@ def _fused_adamw_schedule_free(
         written=(0, 2, 3),
         make_scalars=lambda like: _fused.scalar_tensor(values, like),
         fallback=lambda lists: _single_tensor_adamw_schedule_free(*lists, **kwargs),
+        owned=(2, 3),
     )

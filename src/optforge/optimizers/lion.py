@@ -247,4 +247,5 @@ def _fused_lion(
         written=(0, 2),
         make_scalars=lambda like: _fused.scalar_tensor(values, like),
         fallback=lambda lists: _single_tensor_lion(*lists, **kwargs),
+        owned=(2,),
     )

@@ -256,4 +256,5 @@ def _fused_sgd_schedule_free(params: list[Tensor], grads: list[Tensor], zs: list
         written=(0, 2),
         make_scalars=lambda like: _fused.scalar_tensor(values, like),
         fallback=lambda lists: _single_tensor_sgd_schedule_free(*lists, **kwargs),
+        owned=(2,),
     )
