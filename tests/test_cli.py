@@ -209,7 +209,22 @@ def test_plot_writes_a_png(config_file: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert_png(out)
     assert "boundaries at steps: 20" in result.stdout
-    assert "max 0.1" in result.stdout
+    assert "lr of group0: 0 at step 0, min 0, max 0.1, 0.001 at step 149" in result.stdout
+
+
+def test_plot_reports_other_scheduled_hyperparameters(tmp_path: Path) -> None:
+    path = tmp_path / "momentum.yaml"
+    path.write_text(
+        "optimizer: {name: SGD, lr: 0.1, momentum: 0.9}\n"
+        "schedule:\n"
+        "  lr: {constant: 0.1}\n"
+        "  momentum: {linear_decay: {peak_value: 0.95, end_value: 0.85, decay_steps: 50}}\n"
+    )
+    out = tmp_path / "lr.png"
+    result = invoke("plot", path, "--steps", "60", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "momentum (group0): 0.95 at step 0, min 0.85, max 0.95, 0.85 at step 59" in result.stdout
+    assert_png(out)
 
 
 def test_plot_draws_in_the_terminal(config_file: Path) -> None:

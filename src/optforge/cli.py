@@ -266,9 +266,10 @@ def plot(
         console.print(f"wrote {plot_trace_png(trace, output)}")
     if trace.boundaries:
         console.print("boundaries at steps: " + ", ".join(map(str, trace.boundaries)))
-    for name, values in trace.lrs.items():
+    for name, values in [*(("lr of " + k, v) for k, v in trace.lrs.items()), *trace.others.items()]:
         console.print(
-            f"{name}: lr {values[0]:.3g} at step 0, max {max(values):.3g}, {values[-1]:.3g} at step {steps - 1}"
+            f"{name}: {values[0]:.3g} at step 0, min {min(values):.3g}, max {max(values):.3g}, "
+            f"{values[-1]:.3g} at step {steps - 1}"
         )
 
 
