@@ -7,9 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-from tests.integrations._common import OPTIMIZERS, assert_same_params, data, full_params, rank_share, tiny_model
-from tests.integrations._launch import run_ranks
-from tests.integrations.test_fsdp import fully_sharded_model
 from torch import nn
 
 from optforge.distributed import (
@@ -19,6 +16,9 @@ from optforge.distributed import (
     set_schedule_free_mode,
 )
 from optforge.scheduler import build_scheduler
+from tests.integrations._common import OPTIMIZERS, assert_same_params, data, full_params, rank_share, tiny_model
+from tests.integrations._launch import run_ranks
+from tests.integrations.test_fsdp import fully_sharded_model
 
 BEFORE, AFTER = 4, 4  # steps before and after the checkpoint
 NAMES = ["AdamW", "Lion-foreach", "AdamWScheduleFree", "SGDScheduleFree-foreach", "RAdamScheduleFree"]

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
+from torch import nn
+
 from tests.integrations._common import (
     OPTIMIZERS,
     assert_same_params,
@@ -19,7 +21,6 @@ from tests.integrations._common import (
     tiny_model,
 )
 from tests.integrations._launch import run_ranks
-from torch import nn
 
 pytestmark = pytest.mark.distributed
 
