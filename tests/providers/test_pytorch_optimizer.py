@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from tests.providers._training import Run, assert_stepped
 
 import optforge
 from optforge.errors import ConfigError
 from optforge.providers.pytorch_optimizer import muon_groups
+from tests.providers._training import Run, assert_stepped
 
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 

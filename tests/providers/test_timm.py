@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from tests.providers._training import Run, assert_stepped
 
 import optforge
 from optforge.errors import ConfigError
+from tests.providers._training import Run, assert_stepped
 
 timm_optim = pytest.importorskip("timm.optim")
 
