@@ -293,7 +293,7 @@ def test_schema_prints_json() -> None:
     assert result.exit_code == 0, result.output
     schema = json.loads(result.stdout)
     assert schema["title"] == "optforge config"
-    assert "optimizer" in schema["properties"]
+    assert "optimizer" in schema["$defs"]["ConfigDocument"]["properties"]
 
 
 def test_schema_to_a_file(tmp_path: Path) -> None:

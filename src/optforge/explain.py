@@ -1,9 +1,9 @@
 """``explain``: which group each parameter lands in, with its lr and weight decay, and why.
 
 Example:
-    >>> import torch, optforge.explain
+    >>> import torch, optforge
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))
-    >>> table = optforge.explain.explain(model, {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1})
+    >>> table = optforge.explain(model, {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1})
     >>> print(table)
     parameter  group     lr    weight_decay  shape  numel  placed_by
     ---------  --------  ----  ------------  -----  -----  ---------------------
