@@ -17,6 +17,7 @@ __all__ = [
     "as_real",
     "check_betas",
     "check_flags",
+    "check_grad",
     "check_range",
     "check_steps",
     "default_foreach",

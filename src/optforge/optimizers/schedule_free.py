@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.optim import Optimizer
 
 from optforge.optimizers._common import as_real
@@ -237,17 +237,3 @@ def recompute_batchnorm_stats(
             m.momentum = momentum
         model.train(was_training)
     return used
-
-
-def tensors_of(optimizer: Optimizer, group: dict[str, Any], *keys: str) -> tuple[list[Tensor], ...]:
-    """Params with a gradient, their gradients, and the named state tensors of each."""
-    out: tuple[list[Tensor], ...] = tuple([] for _ in range(2 + len(keys)))
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        state = optimizer.state[p]
-        out[0].append(p)
-        out[1].append(p.grad)
-        for i, key in enumerate(keys):
-            out[2 + i].append(state[key])
-    return out
