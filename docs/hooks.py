@@ -185,37 +185,23 @@ def _model_section(name: str, schema: Mapping[str, Any]) -> str:
 
 
 def _models() -> dict[str, Mapping[str, Any]]:
-    """Every config model's schema, by name: the config document's and the param-group rules'."""
+    """Every config model's schema, by name."""
     from optforge.config import json_schema
-    from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule
 
-    models = dict(json_schema()["$defs"])
-    for model in (ParamGroupRule, NoWeightDecay, MultiTaskLearningRates):
-        schema = model.model_json_schema(ref_template="#/$defs/{model}")
-        models.update(schema.pop("$defs", {}))
-        models[model.__name__] = schema
-    return dict(sorted(models.items()))
+    return dict(sorted(json_schema()["$defs"].items()))
 
 
 def _document_section() -> str:
-    from optforge.builder import BUILD_OPTIONS, DOCUMENT_KEYS
     from optforge.config import json_schema
-    from optforge.param_groups import TOWERS_KEY
     from optforge.scheduler import HYPERPARAMETERS, SCHEDULE_KEYS
 
-    properties = json_schema()["properties"]
-    kinds = {key: _type(properties[key]) for key in properties}
-    kinds[TOWERS_KEY] = f"[MultiTaskLearningRates](#{_anchor('MultiTaskLearningRates')})"
-    lines = ["## The document", "", "| key | type |", "|---|---|"]
-    lines += [f"| `{key}` | {_cell(kinds.get(key, 'mapping'))} |" for key in DOCUMENT_KEYS]
-    lines += [
+    forms = " or ".join(_type(form) for form in json_schema()["anyOf"])
+    lines = [
+        "## The document",
         "",
-        "The flat optimizer section holds `name`, the optimizer's hyperparameters (see "
-        "[Optimizers](#optimizers)) and these build options:",
-        "",
-        "| key | what it does |",
-        "|---|---|",
-        *(f"| `{key}` | {_cell(text)} |" for key, text in BUILD_OPTIONS.items()),
+        f"A config document is a {forms}. Its flat optimizer section, "
+        f"[FlatOptimizerConfig](#{_anchor('FlatOptimizerConfig')}), holds `name`, the build options "
+        "listed there and the optimizer's own hyperparameters (see [Optimizers](#optimizers)).",
         "",
         "## The schedule section",
         "",
