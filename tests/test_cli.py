@@ -47,12 +47,19 @@ schedule:
 """
 
 TOWER_MODEL = """\
+import dataclasses
+
 import torch
+
+
+@dataclasses.dataclass
+class Sizes:
+    features: int = 4
 
 class TwoTowers(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.backbone = torch.nn.Linear(4, 4)
+        self.backbone = torch.nn.Linear(Sizes().features, 4)
         self.towers = torch.nn.ModuleDict({"ctr": torch.nn.Linear(4, 1), "cvr": torch.nn.Linear(4, 1)})
 
 def build():

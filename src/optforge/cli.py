@@ -61,13 +61,16 @@ def _console(*, stderr: bool = False) -> Console:
     return console
 
 
+def _error(message: str, path: str = "") -> None:
+    """Print ``error path: message`` on stderr."""
+    where = [(path, "cyan"), ": "] if path else []
+    _console(stderr=True).print(Text.assemble(("error", "bold red"), " ", *where, message), soft_wrap=True)
+
+
 def _report(problems: Sequence[tuple[str, str]]) -> None:
-    """Print each problem as ``path: message`` on stderr."""
-    console = _console(stderr=True)
+    """Print each config problem as ``path: message`` on stderr."""
     for path, message in problems:
-        console.print(
-            Text.assemble(("error", "bold red"), " ", (path or "<config>", "cyan"), ": ", message), soft_wrap=True
-        )
+        _error(message, path or "<config>")
 
 
 def _config_errors_exit(command: F) -> F:
@@ -87,8 +90,7 @@ def _config_errors_exit(command: F) -> F:
 def _require_plot_library(package: str) -> None:
     """Exit with the install command when ``package`` (matplotlib or plotext) is missing."""
     if importlib.util.find_spec(package) is None:
-        message = f"this needs {package}, which is not installed; install it with `pip install 'optforge[plot]'`"
-        _console(stderr=True).print(Text.assemble(("error", "bold red"), " ", message), soft_wrap=True)
+        _error(f"this needs {package}, which is not installed; install it with `pip install 'optforge[plot]'`")
         raise typer.Exit(1)
 
 
@@ -111,10 +113,12 @@ def load_model(spec: str) -> Any:
         raise ConfigError(f"expected module:factory or file.py:factory, got {spec!r}", path="--model")
     try:
         if target.endswith(".py"):
-            module_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+            name = f"_optforge_model_{Path(target).stem}"
+            module_spec = importlib.util.spec_from_file_location(name, target)
             if module_spec is None or module_spec.loader is None or not Path(target).is_file():
                 raise ConfigError(f"no Python file {target!r}", path="--model")
             module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module  # dataclasses and pickling look a class's module up there
             module_spec.loader.exec_module(module)
         else:
             sys.path.insert(0, str(Path.cwd()))
