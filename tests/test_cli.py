@@ -179,6 +179,21 @@ def test_validate_missing_file(tmp_path: Path) -> None:
     assert "does not exist" in result.stderr
 
 
+def test_validate_without_a_model_builds_per_group_schedules_on_the_stand_in(tmp_path: Path) -> None:
+    # AdamW puts the stand-in's bias in a no-decay group: a schedule per group name validates.
+    path = tmp_path / "groups.yaml"
+    path.write_text(
+        "optimizer: {name: AdamW, lr: 0.01}\nschedule: {default: {constant: 0.01}, no_decay: {constant: 0.02}}\n"
+    )
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    path.write_text("optimizer: {name: AdamW, lr: 0.01}\nschedule: {defaults: {constant: 0.01}}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert "schedule.defaults: unknown param group name 'defaults'; did you mean 'default'?" in result.stderr
+    assert "pass --model" in result.stderr
+
+
 def test_validate_with_a_model(config_file: Path, model_file: Path) -> None:
     result = invoke("validate", config_file, "--model", f"{model_file}:build")
     assert result.exit_code == 0, result.output

@@ -139,31 +139,29 @@ def load_model(spec: str) -> Any:
     return model
 
 
-def _check_schedule(document: dict[str, Any]) -> None:
-    """Build the ``schedule:`` section over a one-group stand-in optimizer."""
+def _schedule_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """Problems of the ``schedule:`` section on its own, built over a one-group stand-in optimizer."""
     import torch
 
     from optforge.scheduler import build_scheduler
 
-    if document.get("schedule") is not None:
-        stand_in = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    if document.get("schedule") is None:
+        return []
+    stand_in = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
         build_scheduler(stand_in, document["schedule"], path="schedule")
-
-
-def _check_optimizer(document: dict[str, Any]) -> None:
-    from optforge.builder import resolve_optimizer_spec
-
-    resolve_optimizer_spec(document)
+    except ConfigError as error:
+        return error.problems
+    return []
 
 
 def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
     """Every problem of ``config`` as ``(path, message)``; empty when it builds.
 
-    The optimizer section and the schedule are checked on their own, so a config
-    with problems in both reports both. A config without such problems is then
-    built over ``model``, which checks what depends on the parameters:
-    param-group rules and per-group schedules. Without a model, a one-layer
-    stand-in (a single param group) is used.
+    The config is built over ``model`` (a one-layer stand-in when omitted), which
+    checks everything, param-group rules and per-group schedules included. When
+    the optimizer section is broken, the schedule is also checked on its own, so
+    a config with problems in both reports both.
 
     Example:
         >>> validate_config({"optimizer": {"name": "AdamW", "lr": 1e-3, "beta": [0.9, 0.99]}})[0][0]
@@ -171,22 +169,20 @@ def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
     """
     import torch
 
-    from optforge.builder import build
+    from optforge.builder import build, resolve_optimizer_spec
     from optforge.config_source import load_config
 
     try:
         document = load_config(config)
     except ConfigError as error:
         return error.problems
-    problems: list[tuple[str, str]] = []
-    checks = (_check_optimizer,) if model is not None else (_check_optimizer, _check_schedule)
-    for check in checks:
-        try:
-            check(document)
-        except ConfigError as error:
-            problems += [problem for problem in error.problems if problem not in problems]
-    if problems:
-        return problems
+    try:
+        resolve_optimizer_spec(document)
+    except ConfigError as error:
+        return [
+            *error.problems,
+            *(problem for problem in _schedule_problems(document) if problem not in error.problems),
+        ]
     try:
         build(model if model is not None else torch.nn.Linear(1, 1), document)
     except ConfigError as error:
@@ -235,7 +231,7 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
         problems = validate_config(config, load_model(model) if model else None)
     except ConfigError as error:
         problems = error.problems
-    note = "" if model else " (checked on a one-group stand-in model: pass --model for param-group rules)"
+    note = "" if model else " (checked on a one-layer stand-in model: pass --model for param-group rules)"
     if problems:
         _report(problems)
         _console(stderr=True).print(Text.assemble((f"{config}: {len(problems)} problem(s)", "red"), note))
