@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import torch
 from torch import nn
 
 import optforge
@@ -86,3 +89,42 @@ def test_several_problems_are_reported_together() -> None:
 def test_ints_are_accepted_for_float_hyperparameters() -> None:
     opt = optforge.build_optimizer(nn.Linear(1, 1), {"name": "SGD", "lr": 1, "momentum": 0})
     assert opt.defaults["lr"] == 1
+
+
+class _ReadsTwoKwargs(torch.optim.SGD):
+    """Reads two names from **kwargs and ignores nothing else."""
+
+    def __init__(self, params, lr=0.1, **kwargs):
+        self.trace = kwargs.get("trace", False)
+        super().__init__(params, lr=lr, momentum=kwargs["heavy"] if "heavy" in kwargs else 0.0)  # noqa: SIM401
+
+
+class _IgnoresKwargs(torch.optim.SGD):
+    def __init__(self, params, lr=0.1, **kwargs):
+        super().__init__(params, lr=lr)
+
+
+class _PassesKwargsOn(torch.optim.SGD):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "error"),
+    [
+        (_IgnoresKwargs, {"lr": 0.1, "momentum": 0.9}, "unknown hyperparameter for Probe. Valid hyperparameters: lr"),
+        (_ReadsTwoKwargs, {"trace": True}, None),
+        (_ReadsTwoKwargs, {"trac": True}, "did you mean 'trace'? Valid hyperparameters: lr, trace, heavy"),
+        (_PassesKwargsOn, {"lr": 0.1, "momentum": 0.5}, None),
+    ],
+)
+def test_kwargs_that_a_class_ignores_are_errors(cls, config: dict, error: str | None) -> None:
+    optforge.register_optimizer(cls, name="Probe")
+    try:
+        if error is None:
+            optforge.build_optimizer(nn.Linear(1, 1), {"name": "Probe", **config})
+        else:
+            with pytest.raises(ConfigError, match=re.escape(error)):
+                optforge.build_optimizer(nn.Linear(1, 1), {"name": "Probe", **config})
+    finally:
+        optforge.unregister_optimizer("Probe")

@@ -90,8 +90,7 @@ def parse_model(model_cls: type[ModelT], data: Any, path: str = "") -> ModelT:
                 valid = _fields_at(model_cls, loc)
                 close = suggest(str(loc[-1]), valid)
                 message = "unknown key"
-                if close:
-                    message += f"; did you mean {close[0]!r}?"
+                message += f"; did you mean {close[0]!r}?" if close else "."
                 if valid:
                     message += " Valid keys: " + ", ".join(valid)
             elif error["type"] == "missing":

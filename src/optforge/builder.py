@@ -96,6 +96,9 @@ def resolve_optimizer_spec(config: Any) -> OptimizerSpec:
     if "name" in section:
         name = section.pop("name")
         entry = get_optimizer_entry(name, path=format_path(path, "name"))
+        reason = entry.unavailable_reason()
+        if reason:  # before the signature is read: that may import a package that is missing
+            raise ConfigError(f"{entry.name} cannot be built here: {reason}", path=format_path(path, "name"))
         options = {key: section.pop(key) for key in list(section) if key in BUILD_OPTIONS}
         hyperparameters = check_hyperparameters(entry, section, path)
         return OptimizerSpec(entry, {**entry.defaults, **hyperparameters}, path, document=doc, options=options)
@@ -170,9 +173,6 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
 
 def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Instantiate a validated spec over ``model_or_params``."""
-    reason = spec.entry.unavailable_reason()
-    if reason:
-        raise ConfigError(f"{spec.entry.name} cannot be built here: {reason}", path=format_path(spec.path, "name"))
     params: Any = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
     if params is None:
         params = collect_params(model_or_params)

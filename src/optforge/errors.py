@@ -75,8 +75,7 @@ def unknown_choice(
     choices = sorted(set(choices), key=str.lower)
     message = f"unknown {what} {value!r}"
     close = suggest(str(value), choices)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
+    message += f"; did you mean {close[0]!r}?" if close else "."
     if len(choices) <= 40:
         message += " Valid choices: " + ", ".join(choices)
     else:

@@ -127,8 +127,7 @@ def check_hyperparameters(entry: OptimizerEntry, values: Mapping[str, Any], path
                 continue
             message = f"unknown hyperparameter for {entry.name}"
             close = suggest(name, accepted)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
+            message += f"; did you mean {close[0]!r}?" if close else "."
             message += " Valid hyperparameters: " + ", ".join(accepted)
             raise ConfigError(message, path=where)
         default = param.default

@@ -20,10 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib
 import importlib.util
 import inspect
+import textwrap
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -97,18 +99,31 @@ class OptimizerEntry:
         return self.cls
 
     def hyperparameters(self) -> tuple[dict[str, inspect.Parameter], bool]:
-        """The hyperparameters ``cls`` takes (all but ``params``), and whether it takes ``**kwargs``."""
-        signature = inspect.signature(self.resolve_class().__init__)
+        """The hyperparameters ``cls`` takes (all but ``params``), and whether it takes any name.
+
+        A ``**kwargs`` that ``__init__`` ignores, or only reads with
+        ``kwargs.get("name")``/``kwargs["name"]``, does not open the set: those
+        names are added, and any other name stays an error instead of being
+        silently dropped.
+        """
+        init = self.resolve_class().__init__
         accepted: dict[str, inspect.Parameter] = {}
-        var_keyword = False
-        for index, (pname, param) in enumerate(signature.parameters.items()):
+        var_keyword: str | None = None
+        for index, (pname, param) in enumerate(inspect.signature(init).parameters.items()):
             if index == 0 or pname == "params":
                 continue  # self, and the parameters themselves
             if param.kind is inspect.Parameter.VAR_KEYWORD:
-                var_keyword = True
+                var_keyword = pname
             elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
                 accepted[pname] = param
-        return accepted, var_keyword
+        if var_keyword is None:
+            return accepted, False
+        read = _keys_read_from(init, var_keyword)
+        if read is None:
+            return accepted, True
+        for key in read:
+            accepted.setdefault(key, inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY))
+        return accepted, False
 
     def create(self, params: Any, **hyperparameters: Any) -> torch.optim.Optimizer:
         """Instantiate the optimizer over ``params`` (no validation: see ``build_optimizer``)."""
@@ -121,6 +136,55 @@ class OptimizerEntry:
         if callable(self.unavailable):
             return self.unavailable()
         return self.unavailable
+
+
+def _keys_read_from(function: Callable[..., Any], mapping_name: str) -> tuple[str, ...] | None:
+    """The constant keys ``function`` reads from its ``**mapping_name``, or ``None`` if it uses it otherwise.
+
+    ``None`` (the mapping is passed on, iterated, or the source is unavailable)
+    means any key may be meaningful.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    body = tree.body[0]
+    if not isinstance(body, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    parents = {child: node for node in ast.walk(body) for child in ast.iter_child_nodes(node)}
+    keys: list[str] = []
+    for node in ast.walk(body):
+        if not (isinstance(node, ast.Name) and node.id == mapping_name):
+            continue
+        parent = parents.get(node)
+        if isinstance(parent, (ast.arguments, ast.arg)):
+            continue
+        call = parents.get(parent) if isinstance(parent, ast.Attribute) else None
+        if (
+            isinstance(parent, ast.Attribute)
+            and parent.attr in {"get", "pop"}
+            and isinstance(call, ast.Call)
+            and call.args
+            and isinstance(call.args[0], ast.Constant)
+            and isinstance(call.args[0].value, str)
+        ):
+            keys.append(call.args[0].value)
+        elif (
+            isinstance(parent, ast.Subscript)
+            and isinstance(parent.slice, ast.Constant)
+            and isinstance(parent.slice.value, str)
+        ):
+            keys.append(parent.slice.value)
+        elif (
+            isinstance(parent, ast.Compare)
+            and isinstance(parent.left, ast.Constant)
+            and isinstance(parent.left.value, str)
+            and all(isinstance(op, (ast.In, ast.NotIn)) for op in parent.ops)
+        ):
+            keys.append(parent.left.value)  # "name" in kwargs
+        else:
+            return None
+    return tuple(dict.fromkeys(keys))
 
 
 @dataclass(frozen=True)
