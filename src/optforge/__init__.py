@@ -10,6 +10,7 @@ Example:
 
 from optforge.builder import build, build_optimizer
 from optforge.config_source import load_config
+from optforge.distributed import load_checkpoint, save_checkpoint
 from optforge.errors import ConfigError
 from optforge.explain import ParamTable, explain
 from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
@@ -42,6 +43,7 @@ __all__ = [
     "get_optimizer_class",
     "get_optimizer_entry",
     "list_optimizers",
+    "load_checkpoint",
     "load_config",
     "make_param_groups",
     "make_schedule",
@@ -50,6 +52,7 @@ __all__ = [
     "plan_param_groups",
     "register_optimizer",
     "resolve_schedule",
+    "save_checkpoint",
     "unregister_optimizer",
 ]
 
