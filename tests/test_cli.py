@@ -461,3 +461,31 @@ def test_plots_without_their_library_say_what_to_install(
     assert f"this needs {missing}, which is not installed" in result.stderr
     assert "pip install 'optforge[plot]'" in result.stderr
     assert not list(config_file.parent.glob("*.png"))
+
+
+def test_train_passes_a_closure_to_optimizers_that_need_one() -> None:
+    result = train({"optimizer": {"name": "LBFGS", "lr": 0.5, "max_iter": 5}}, steps=5)
+    assert result.optimizer == "LBFGS"
+    assert result.final_loss < result.losses[0]
+
+
+def test_train_switches_optimizers_with_modes_to_train_then_eval() -> None:
+    import torch
+
+    import optforge
+
+    calls: list[str] = []
+
+    class ModalSGD(torch.optim.SGD):
+        def train(self) -> None:
+            calls.append("train")
+
+        def eval(self) -> None:
+            calls.append("eval")
+
+    optforge.register_optimizer(ModalSGD, name="ModalSGD")
+    try:
+        train({"optimizer": {"name": "ModalSGD", "lr": 0.01}}, steps=3)
+    finally:
+        optforge.unregister_optimizer("ModalSGD")
+    assert calls == ["train", "eval"]

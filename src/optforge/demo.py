@@ -193,15 +193,15 @@ def _train(
     name: str,
     on_step: Callable[[int, float, float], None] | None,
 ) -> RunResult:
+    config = load_config(config)
     entry = resolve_optimizer_spec(config).entry
     task = make_task(seed)
     model = make_model(seed)
     optimizer, scheduler = build(model, config)
     batches = torch.Generator().manual_seed(seed + 1)
-    # Schedule-Free optimizers keep training and evaluation weights apart.
-    set_mode = {mode: getattr(optimizer, mode, None) for mode in ("train", "eval")}
-    if callable(set_mode["train"]):
-        set_mode["train"]()
+    # Schedule-Free optimizers hold the training point in train mode and the average in eval mode.
+    if callable(getattr(optimizer, "train", None)):
+        optimizer.train()
     losses: list[float] = []
     lrs: list[float] = []
     elapsed = 0.0
@@ -218,15 +218,18 @@ def _train(
         lr = float(scheduler.get_last_lr()[0])
         start = time.perf_counter()
         loss = closure()
-        optimizer.step(closure) if entry.needs_closure else optimizer.step()
+        if entry.needs_closure:
+            optimizer.step(closure)
+        else:
+            optimizer.step()
         scheduler.step()
         elapsed += time.perf_counter() - start
         losses.append(loss.item())
         lrs.append(lr)
         if on_step is not None:
             on_step(step, losses[-1], lr)
-    if callable(set_mode["eval"]):
-        set_mode["eval"]()
+    if callable(getattr(optimizer, "eval", None)):
+        optimizer.eval()
     with torch.no_grad():
         final_loss = nn.functional.mse_loss(model(task.inputs), task.targets).item()
     return RunResult(name or entry.name, entry.name, losses, lrs, final_loss, elapsed / max(steps, 1))
