@@ -7,7 +7,7 @@ value and, for unknown keys, the valid field names with a "did you mean ...?".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -25,13 +25,17 @@ class StrictModel(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-def exactly_one(model: pydantic.BaseModel, what: str) -> None:
-    """Raise ``ValueError`` unless exactly one field of a one-of ``model`` is set."""
-    fields = list(type(model).model_fields)
+def exactly_one(model: pydantic.BaseModel, what: str, fields: Iterable[str] | None = None) -> str:
+    """The one field of a one-of ``model`` that is set; ``ValueError`` unless exactly one is.
+
+    ``fields`` limits the one-of to some fields (default: all of them).
+    """
+    fields = list(type(model).model_fields if fields is None else fields)
     chosen = [name for name in fields if getattr(model, name) is not None]
     if len(chosen) != 1:
         got = "none" if not chosen else " and ".join(chosen)
         raise ValueError(f"{what} must set exactly one of {', '.join(fields)}; got {got}")
+    return chosen[0]
 
 
 def _fields_at(model_cls: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> list[str]:

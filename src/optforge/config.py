@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import pydantic
 
-from optforge._validation import StrictModel
+from optforge._validation import StrictModel, exactly_one
 from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule
 from optforge.schedules import (
     LearningRate,
@@ -87,15 +87,12 @@ class OptimizerConfig(StrictModel):
 
     @pydantic.model_validator(mode="after")
     def _one_optimizer(self) -> OptimizerConfig:
-        chosen = [name for name in TYPED_OPTIMIZERS if getattr(self, name) is not None]
-        if len(chosen) != 1:
-            got = "none" if not chosen else " and ".join(chosen)
-            raise ValueError(f"an optimizer config must set exactly one of {', '.join(TYPED_OPTIMIZERS)}; got {got}")
+        exactly_one(self, "an optimizer config", TYPED_OPTIMIZERS)
         return self
 
     def chosen(self) -> tuple[str, StrictModel]:
         """The one-of field that is set and its config, e.g. ``("adam", AdamConfig(...))``."""
-        name = next(name for name in TYPED_OPTIMIZERS if getattr(self, name) is not None)
+        name = exactly_one(self, "an optimizer config", TYPED_OPTIMIZERS)
         return name, getattr(self, name)
 
 
