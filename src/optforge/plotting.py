@@ -49,7 +49,7 @@ class ScheduleTrace:
         lrs: Each param group's learning rate per step, by group name; groups
             with the same curve share one entry, named ``"name1, name2"``.
         others: Every other numeric group hyperparameter that changes over the
-            steps (``"momentum (group0)"``), per step.
+            steps, per step, named with its groups (``"momentum (group0)"``).
         boundaries: Steps where the learning-rate curves change shape.
         title: A caption for plots.
     """
@@ -99,7 +99,7 @@ def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None
     optimizer, scheduler = optforge.build(model if model is not None else torch.nn.Linear(1, 1), config)
     names = group_labels(optimizer.param_groups)
     lrs: dict[str, list[float]] = {name: [] for name in names}
-    others: dict[str, list[float]] = {}
+    settings: dict[str, dict[str, list[float]]] = {}  # hyperparameter -> group -> values
     with warnings.catch_warnings():
         # Only the schedule is traced: no gradient exists, so the optimizer is never stepped.
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
@@ -109,14 +109,29 @@ def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None
             for name, lr, group in zip(names, scheduler.get_last_lr(), optimizer.param_groups):
                 lrs[name].append(float(lr))
                 for key, value in _numeric_settings(group).items():
-                    others.setdefault(f"{key} ({name})", []).append(value)
-    curves: dict[tuple[float, ...], list[str]] = {}
-    for name, values in lrs.items():
-        curves.setdefault(tuple(values), []).append(name)
-    lrs = {", ".join(names): list(values) for values, names in curves.items()}
-    varying = {key: values for key, values in others.items() if len(values) == steps and len(set(values)) > 1}
+                    settings.setdefault(key, {}).setdefault(name, []).append(value)
+    others = {
+        f"{key} ({groups})": values
+        for key, by_group in settings.items()
+        for groups, values in _merge_same(by_group).items()
+        if len(values) == steps and len(set(values)) > 1
+    }
+    lrs = _merge_same(lrs)
     boundaries = sorted({b for values in lrs.values() for b in phase_boundaries(values)})
-    return ScheduleTrace(list(range(steps)), lrs, varying, boundaries, title)
+    return ScheduleTrace(list(range(steps)), lrs, others, boundaries, title)
+
+
+def _merge_same(curves: Mapping[str, list[float]]) -> dict[str, list[float]]:
+    """One entry per distinct curve, named by all the groups that share it.
+
+    Example:
+        >>> _merge_same({"a": [1.0, 0.5], "b": [1.0, 0.5], "c": [2.0, 1.0]})
+        {'a, b': [1.0, 0.5], 'c': [2.0, 1.0]}
+    """
+    shared: dict[tuple[float, ...], list[str]] = {}
+    for name, values in curves.items():
+        shared.setdefault(tuple(values), []).append(name)
+    return {", ".join(names): list(values) for values, names in shared.items()}
 
 
 def phase_boundaries(values: Sequence[float], tolerance: float = 0.5) -> list[int]:
