@@ -247,6 +247,11 @@ def test_plot_reports_other_scheduled_hyperparameters(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "momentum (group0): 0.95 at step 0, min 0.85, max 0.95, 0.85 at step 59" in result.stdout
     assert_png(out)
+    result = invoke("plot", path, "--steps", "60")
+    assert result.exit_code == 0, result.output
+    assert "momentum (group0)" in result.stdout.split("0.850┤")[0]  # the lower panel, with its legend
+    assert result.stdout.count("┌") >= 4  # two panels, each with a legend box
+    assert "0.150┤" in result.stdout  # the constant lr of 0.1 sits mid-axis, not on a collapsed one
 
 
 def test_plot_draws_in_the_terminal(config_file: Path) -> None:

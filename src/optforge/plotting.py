@@ -209,19 +209,28 @@ def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
 
 
 def plot_trace_terminal(trace: ScheduleTrace, width: int = 100, height: int = 25, *, color: bool = False) -> str:
-    """Draw ``trace``'s learning rates as text with plotext; returns the drawing."""
+    """Draw ``trace`` as text with plotext: learning rates, and other hyperparameters below; returns the drawing."""
     import plotext
 
     fig = plotext.figure
     fig.clear()
     plotext.terminal.limit(False, False)  # draw at the size asked, whatever the terminal
     fig.plot_size(width, height)
-    for name, values in trace.lrs.items():
-        fig.draw(fig.signal(trace.steps, values).lines().label(name))
-    for step, label in _label_boundaries(trace):
-        fig.line(step, orientation=1, relative=False, label=label)
-    fig.title(trace.title or "learning rate")
-    fig.label("step", axis=0)
+    panels = [trace.lrs, trace.others] if trace.others else [trace.lrs]
+    if len(panels) > 1:
+        fig.subplots(len(panels), 1)
+    axes = [fig.subplot(row, 1) for row in range(1, len(panels) + 1)] if len(panels) > 1 else [fig]
+    for ax, curves in zip(axes, panels):
+        for name, values in curves.items():
+            ax.draw(ax.signal(trace.steps, values).lines().label(name))
+        low, high = min(min(v) for v in curves.values()), max(max(v) for v in curves.values())
+        if low == high:  # a flat curve: centre it rather than let the axis collapse
+            margin = abs(low) / 2 or 1.0
+            ax.ruler(1).lim(low - margin, high + margin)
+        for step, label in _label_boundaries(trace):
+            ax.line(step, orientation=1, relative=False, label=label if ax is axes[0] else None)
+    axes[0].title(trace.title or "learning rate")
+    axes[-1].label("step", axis=0)
     drawing = fig.build().string(colorless=not color)
     fig.clear()
     return drawing
