@@ -42,3 +42,9 @@ def test_example_trains_the_demo_task(path: Path) -> None:
     result = train(path, steps=40)
     assert all(math.isfinite(loss) for loss in result.losses)
     assert result.final_loss < result.losses[0]
+
+
+def test_the_cli_page_lists_every_shipped_example() -> None:
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = [name for name in example_names() if f"`{name}`" not in page]
+    assert not missing, f"docs/cli.md does not list the examples {missing}"
