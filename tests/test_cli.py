@@ -97,7 +97,10 @@ def model_file(tmp_path: Path) -> Path:
 
 
 def test_importing_the_cli_leaves_plot_libraries_unloaded() -> None:
-    code = "import sys, optforge.cli; print(sorted({'matplotlib', 'plotext'} & set(sys.modules)))"
+    code = (
+        "import sys, optforge.cli, optforge.demo, optforge.plotting; "
+        "print(sorted({'matplotlib', 'plotext'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
