@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import importlib
 import importlib.util
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,7 +113,9 @@ def candidates() -> dict[str, tuple[str | None, Factory]]:
 
 
 # ---------------------------------------------------------------- transient memory
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# glibc maps and unmaps every allocation of 4 KiB or more in the memory pass, so
+# that resident memory (RSS) tracks live tensors; these must be set at start-up.
+_EXACT_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4096", "MALLOC_TRIM_THRESHOLD_": "4096"}
 
 
 def _rss_kib(field: str) -> int:
@@ -130,15 +133,6 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-def exact_allocation_mode() -> bool:
-    """Make glibc map and unmap every allocation >= 4 KiB, so RSS tracks live tensors."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 4096)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 4096))
 
 
 def transient_bytes(step: Callable[[], object]) -> int | None:
@@ -237,6 +231,29 @@ def report(layout: str, results: list[Result]) -> None:
         )
 
 
+def measure_in_child(args: argparse.Namespace, layout: str, names: list[str]) -> dict[str, int | None]:
+    """Transient memory of each optimizer, measured in a fresh process with exact allocation."""
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", layout, "--names", json.dumps(names)]
+    if args.quick:
+        command.append("--quick")
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, env={**os.environ, **_EXACT_MALLOC}, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_child(args: argparse.Namespace) -> int:
+    shapes = layouts(args.quick)[args.memory_child]
+    factories = {name: factory for name, (_, factory) in candidates().items()}
+    params = make_params(shapes)
+    out = {name: memory_one(factories[name], params) for name in json.loads(args.names)}
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5 timed steps and smaller layouts")
@@ -246,10 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the transient-memory pass")
     parser.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache (first step faster)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--names", default="[]", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     steps = args.steps or (5 if args.quick else 15)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory_child:
+        return memory_child(args)
     wanted = [s.strip().lower() for s in args.only.split(",") if s.strip()]
     chosen = {
         name: factory
@@ -274,13 +295,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {layout}: {name}: {result.median_ms:.1f} ms", file=sys.stderr)
             del params
             gc.collect()
-        if not args.no_memory and exact_allocation_mode():
-            for layout, shapes in selected:
-                params = make_params(shapes)
+        if not args.no_memory:
+            for layout, _ in selected:
+                transients = measure_in_child(args, layout, [r.name for r in results[layout]])
                 for result in results[layout]:
-                    result.transient = memory_one(chosen[result.name], params)
-                del params
-                gc.collect()
+                    result.transient = transients.get(result.name)
     for layout, layout_results in results.items():
         report(layout, layout_results)
     return 0

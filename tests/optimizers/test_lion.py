@@ -61,7 +61,8 @@ def test_matches_lion_pytorch_in_float32(impl):
 
 def test_fused_matches_loop_on_large_and_grouped_tensors():
     gen = torch.Generator().manual_seed(1)
-    shapes = [(300, 300), (5, 7), (64,), (257, 3)]  # one tensor above the grouping threshold
+    # one tensor above the grouping threshold; small ones filling more than one flat batch
+    shapes = [(300, 300), (5, 7), (64,), (257, 3), *[(64, 64)] * 70]
     init = [torch.randn(s, generator=gen) for s in shapes]
     results = []
     for impl in ({"foreach": False}, {"fused": True}):
@@ -72,7 +73,7 @@ def test_fused_matches_loop_on_large_and_grouped_tensors():
             for p in params:
                 p.grad = torch.randn(p.shape, generator=g)
             opt.step()
-        results.append([p.detach().clone() for p in params])
+        results.append([p.detach().clone() for p in params] + [opt.state[p]["exp_avg"].clone() for p in params])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 

@@ -80,6 +80,8 @@ def is_compiling() -> bool:
 
 def as_real(tensors: list[Tensor]) -> list[Tensor]:
     """Complex tensors as real views (..., 2), so updates act on each real component."""
+    if not any(map(Tensor.is_complex, tensors)):
+        return tensors
     return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 

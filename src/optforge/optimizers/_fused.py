@@ -23,11 +23,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch._C._nn import flatten_dense_tensors as _flatten_dense_tensors
+from torch._C._nn import unflatten_dense_tensors as _unflatten_dense_tensors
 
 __all__ = ["SMALL_NUMEL", "apply_fused", "scalar_tensor"]
 
-# Tensors below this many elements are grouped into flat buffers.
+# Tensors below this many elements are grouped into flat buffers...
 SMALL_NUMEL = 1 << 16
+# ...of at most this many elements, which bounds the temporary memory and keeps
+# each batch in cache between gathering it and updating it.
+BATCH_NUMEL = 1 << 18
 
 _COMPILED: dict[Callable[..., None], Callable[..., None]] = {}
 
@@ -65,12 +70,31 @@ def _flat_alias(tensors: Sequence[Tensor]) -> Tensor | None:
 
 def _rehome(tensors: Sequence[Tensor]) -> Tensor:
     """Move ``tensors`` into one new flat buffer, keeping the tensor objects; return the buffer."""
-    flat = torch.cat([t.reshape(-1) for t in tensors])
+    flat = _flatten_dense_tensors(list(tensors))
     storage, offset = flat.untyped_storage(), 0
     for t in tensors:
         t.set_(storage, offset, t.size(), t.stride())
         offset += t.numel()
     return flat
+
+
+def _batches(
+    small: dict[tuple[torch.dtype, torch.device], list[int]], tensors: Sequence[Tensor]
+) -> list[tuple[tuple[torch.dtype, torch.device], list[int]]]:
+    """Split each group of small-tensor indices into runs of at most ``BATCH_NUMEL`` elements."""
+    out: list[tuple[tuple[torch.dtype, torch.device], list[int]]] = []
+    for key, indices in small.items():
+        batch: list[int] = []
+        total = 0
+        for i in indices:
+            numel = tensors[i].numel()
+            if batch and total + numel > BATCH_NUMEL:
+                out.append((key, batch))
+                batch, total = [], 0
+            batch.append(i)
+            total += numel
+        out.append((key, batch))
+    return out
 
 
 def apply_fused(
@@ -95,24 +119,30 @@ def apply_fused(
     eager: list[int] = []
     small: dict[tuple[torch.dtype, torch.device], list[int]] = {}
     scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-    for i in range(len(tensor_lists[0])):
-        tensors = [tl[i] for tl in tensor_lists]
-        first = tensors[0]
-        if first.numel() == 0:
+    firsts = tensor_lists[0]
+    numels = [t.numel() for t in firsts]
+    uniform = (
+        all(all(map(Tensor.is_contiguous, tl)) for tl in tensor_lists)
+        and len({t.dtype for tl in tensor_lists for t in tl}) == 1
+        and len({t.device for t in firsts}) == 1
+    )
+    for i, numel in enumerate(numels):
+        if numel == 0:
             continue
-        if not all(t.is_contiguous() for t in tensors) or any(t.dtype != first.dtype for t in tensors):
-            eager.append(i)
-            continue
-        key = (first.dtype, first.device)
-        if first.numel() >= SMALL_NUMEL:
+        if not uniform:  # the common case skips these per-tensor checks
+            tensors = [tl[i] for tl in tensor_lists]
+            if not all(t.is_contiguous() for t in tensors) or any(t.dtype != firsts[i].dtype for t in tensors):
+                eager.append(i)
+                continue
+        key = (firsts[i].dtype, firsts[i].device)
+        if numel >= SMALL_NUMEL:
             if key not in scalars:
-                scalars[key] = make_scalars(first)
-            compiled(*(t.view(-1) for t in tensors), scalars[key])
+                scalars[key] = make_scalars(firsts[i])
+            compiled(*(tl[i].view(-1) for tl in tensor_lists), scalars[key])
         else:
             small.setdefault(key, []).append(i)
-    for key, indices in small.items():
-        sizes = [tensor_lists[0][i].numel() for i in indices]
-        if sum(sizes) < 2:  # size 0/1 would need graphs of their own
+    for key, indices in _batches(small, tensor_lists[0]):
+        if sum(numels[i] for i in indices) < 2:  # size 0/1 would need graphs of their own
             eager.extend(indices)
             continue
         flats: list[Tensor] = []
@@ -120,14 +150,15 @@ def apply_fused(
             members = [tl[i] for i in indices]
             flat = _flat_alias(members) if position in owned else None
             if flat is None:
-                flat = _rehome(members) if position in owned else torch.cat([t.view(-1) for t in members])
+                flat = _rehome(members) if position in owned else _flatten_dense_tensors(members)
             flats.append(flat)
         if key not in scalars:
             scalars[key] = make_scalars(flats[0])
         compiled(*flats, scalars[key])
         for w in written:
             if w not in owned:
-                torch._foreach_copy_([tensor_lists[w][i].view(-1) for i in indices], list(flats[w].split(sizes)))
+                members = [tensor_lists[w][i] for i in indices]
+                torch._foreach_copy_(members, _unflatten_dense_tensors(flats[w], members))
     if eager:
         fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
 
