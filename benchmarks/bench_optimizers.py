@@ -153,6 +153,7 @@ class Result:
     first_ms: float
     state_bytes: int
     transient: int | None = None
+    reference_ms: float | None = None
 
 
 def _state_bytes(opt: torch.optim.Optimizer) -> int:
@@ -169,17 +170,26 @@ def make_params(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
     return params
 
 
-def time_one(factory: Factory, params: list[torch.nn.Parameter], steps: int) -> Result:
-    opt = factory(params)
+def _timed(step: Callable[[], object]) -> float:
     start = time.perf_counter()
-    opt.step()
-    first = time.perf_counter() - start
-    times = []
+    step()
+    return time.perf_counter() - start
+
+
+def time_one(
+    factory: Factory, params: list[torch.nn.Parameter], steps: int, reference: torch.optim.Optimizer | None
+) -> Result:
+    """Median step time; ``reference`` (fused AdamW) steps in between, timed too, for a same-moment ratio."""
+    opt = factory(params)
+    first = _timed(opt.step)
+    times, reference_times = [], []
     for _ in range(steps):
-        start = time.perf_counter()
-        opt.step()
-        times.append(time.perf_counter() - start)
+        times.append(_timed(opt.step))
+        if reference is not None:
+            reference_times.append(_timed(reference.step))
     result = Result("", statistics.median(times) * 1e3, first * 1e3, _state_bytes(opt))
+    if reference_times:
+        result.reference_ms = statistics.median(reference_times) * 1e3
     del opt
     gc.collect()
     return result
@@ -216,18 +226,19 @@ def report(layout: str, results: list[Result]) -> None:
     foreach = by_name.get("torch AdamW foreach")
     print(f"\n## {layout}\n")
     print(
-        "| optimizer | median ms | vs AdamW fused | vs AdamW foreach | first step ms | overhead s "
-        "| transient | transient / state |"
+        "| optimizer | median ms | vs AdamW fused | vs AdamW fused, interleaved | vs AdamW foreach "
+        "| first step ms | overhead s | transient | transient / state |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         vs_fused = f"{r.median_ms / fused.median_ms:.2f}x" if fused else "-"
+        interleaved = f"{r.median_ms / r.reference_ms:.2f}x" if r.reference_ms else "1.00x"
         vs_foreach = f"{r.median_ms / foreach.median_ms:.2f}x" if foreach else "-"
         overhead = (r.first_ms - r.median_ms) / 1e3
         share = "-" if r.transient is None or not r.state_bytes else f"{r.transient / r.state_bytes:.0%}"
         print(
-            f"| {r.name} | {r.median_ms:.1f} | {vs_fused} | {vs_foreach} | {r.first_ms:.0f} | {overhead:.2f} "
-            f"| {_fmt_bytes(r.transient)} | {share} |"
+            f"| {r.name} | {r.median_ms:.1f} | {vs_fused} | {interleaved} | {vs_foreach} | {r.first_ms:.0f} "
+            f"| {overhead:.2f} | {_fmt_bytes(r.transient)} | {share} |"
         )
 
 
@@ -288,12 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         for layout, shapes in selected:
             params = make_params(shapes)
             results[layout] = []
+            reference = chosen["torch AdamW fused"](params)
+            reference.step()
             for name, factory in chosen.items():
-                result = time_one(factory, params, steps)
+                result = time_one(factory, params, steps, None if name == "torch AdamW fused" else reference)
                 result.name = name
                 results[layout].append(result)
                 print(f"  {layout}: {name}: {result.median_ms:.1f} ms", file=sys.stderr)
-            del params
+            del params, reference
             gc.collect()
         if not args.no_memory:
             for layout, _ in selected:

@@ -311,10 +311,11 @@ def _multi_tensor_adamw_schedule_free(
 
 
 def _adam_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, exp_avg_sq: Tensor, s: Tensor) -> None:
-    # s = [lr, ckp1, beta2, 1 - beta2, bias_correction2, eps, weight_decay, y_coef, +-1 (maximize), adaptive]
+    # s = [lr, ckp1, beta2, 1 - beta2, 1 / sqrt(bias_correction2), eps, weight_decay, y_coef, +-1, adaptive]
+    # (one division per element instead of two: CPUs divide and take roots slowly)
     grad = grad * s[8]
     v = exp_avg_sq * s[2] + s[3] * grad * grad
-    normalized = grad / ((v / s[4]).sqrt() + s[5])
+    normalized = grad / (v.sqrt() * s[4] + s[5])
     direction = torch.where(s[9] > 0, normalized, grad) + y * s[6]
     y.copy_(_fused.lerp(y, z, s[1]) + direction * s[7])
     z.copy_(z - direction * s[0])
@@ -334,7 +335,7 @@ def _fused_adamw_schedule_free(
         ckp1,
         beta2,
         1 - beta2,
-        kwargs["bias_correction2"],
+        kwargs["bias_correction2"] ** -0.5,
         kwargs["eps"],
         kwargs["weight_decay"],
         lr * (beta1 * (1 - ckp1) - 1),
