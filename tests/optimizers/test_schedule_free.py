@@ -291,3 +291,14 @@ def test_invalid_hyperparameters(cls, kwargs, path):
 def test_wrapper_invalid_momentum():
     with pytest.raises(ConfigError, match=r"momentum: must be in \(0.0, 1.0\)"):
         ScheduleFreeWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), momentum=1.0)
+
+
+def test_mode_switches_create_no_state_for_params_never_stepped() -> None:
+    from optforge.optimizers import AdamWScheduleFree
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = AdamWScheduleFree([w], lr=0.1)
+    opt.train()
+    opt.eval()
+    opt.train()
+    assert len(opt.state) == 0  # a checkpoint loader must see a fresh optimizer as stateless

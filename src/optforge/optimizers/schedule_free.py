@@ -71,7 +71,7 @@ class ScheduleFreeOptimizer(Optimizer):
             m = self._interpolation(group)
             weight = 1 - m if to_train else 1 - 1 / m
             for p in group["params"]:
-                z = self.state[p].get(self.z_key)
+                z = self.state.get(p, {}).get(self.z_key)  # .get: no empty state for untouched params
                 if z is not None:
                     p_real, z_real = as_real([p, z])
                     p_real.lerp_(z_real.to(p.device), weight)
