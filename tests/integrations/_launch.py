@@ -58,7 +58,8 @@ def run_ranks(target: str, workdir: Path, *, world_size: int = 2, timeout: float
             log.close()
     codes = [p.returncode for p in procs]
     if any(code != 0 for code in codes):
-        reason = f"timed out after {timeout:.0f} s" if failed is None else "a rank failed"
+        timed_out = failed is None and time.monotonic() > deadline
+        reason = f"timed out after {timeout:.0f} s" if timed_out else "a rank failed"
         outputs = "\n".join(
             f"--- rank {rank} (exit {code}) ---\n{(workdir / f'rank{rank}.log').read_text()[-4000:]}"
             for rank, code in enumerate(codes)
@@ -83,6 +84,9 @@ def _main(target: str, rank: int, world_size: int, workdir: Path) -> None:
     try:
         result = function(rank, world_size, workdir, **kwargs)
         torch.save(result, workdir / f"result{rank}.pt")
+        # Every rank is done communicating before any tears its connections down;
+        # otherwise gloo may abort a rank whose peer closed first.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
