@@ -302,3 +302,28 @@ def test_mode_switches_create_no_state_for_params_never_stepped() -> None:
     opt.eval()
     opt.train()
     assert len(opt.state) == 0  # a checkpoint loader must see a fresh optimizer as stateless
+
+
+@pytest.mark.parametrize("name", ["AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"])
+def test_pickles_without_newer_group_keys_load_with_their_defaults(name: str) -> None:
+    import optforge.optimizers as sf
+
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = getattr(sf, name)([w], lr=0.1)
+    state = opt.__getstate__()
+    for group in state["param_groups"]:
+        for key in ("k", "train_mode", "weight_sum", "lr_max", "scheduled_lr", "maximize", "foreach", "fused"):
+            del group[key]
+    opt.__setstate__(state)
+    group = opt.param_groups[0]
+    assert (group["k"], group["train_mode"], group["lr_max"], group["maximize"], group["fused"]) == (
+        0,
+        False,
+        -1.0,
+        False,
+        None,
+    )
+    if name == "RAdamScheduleFree":
+        del group["silent_sgd_phase"]
+        opt.__setstate__(opt.__getstate__())
+        assert opt.param_groups[0]["silent_sgd_phase"] is True

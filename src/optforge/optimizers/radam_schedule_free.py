@@ -16,6 +16,7 @@ Numerically identical to ``schedulefree.RAdamScheduleFree`` 1.4.1.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 from torch import Tensor
@@ -49,6 +50,8 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
         [False, False, False, False, True, True]
     """
 
+    FLAG_DEFAULTS = MappingProxyType({**ScheduleFreeOptimizer.FLAG_DEFAULTS, "silent_sgd_phase": True})
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -78,25 +81,13 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             "weight_decay": weight_decay,
             "r": r,
             "weight_lr_power": weight_lr_power,
-            "k": 0,
-            "train_mode": False,
-            "weight_sum": 0.0,
-            "lr_max": -1.0,
-            "scheduled_lr": 0.0,
+            **self.COUNTERS,
             "silent_sgd_phase": silent_sgd_phase,
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
         }
         super().__init__(params, defaults)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("silent_sgd_phase", True)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
 
     def _init_group(
         self,

@@ -20,7 +20,8 @@ refreshes BatchNorm statistics at ``x``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -54,14 +55,18 @@ class ScheduleFreeOptimizer(Optimizer):
             param_group["train_mode"] = all(g["train_mode"] for g in self.param_groups)
         super().add_param_group(param_group)
 
+    #: Per-group counters every Schedule-Free group starts with.
+    COUNTERS: Mapping[str, Any] = MappingProxyType(
+        {"k": 0, "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0}
+    )
+    #: Flags that older checkpoints may lack, with the value they had then.
+    FLAG_DEFAULTS: Mapping[str, Any] = MappingProxyType({"maximize": False, "foreach": None, "fused": None})
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
-            group.setdefault("train_mode", False)
-            group.setdefault("k", 0)
-            group.setdefault("weight_sum", 0.0)
-            group.setdefault("lr_max", -1.0)
-            group.setdefault("scheduled_lr", 0.0)
+            for key, value in {**self.COUNTERS, **self.FLAG_DEFAULTS}.items():
+                group.setdefault(key, value)
 
     @torch.no_grad()
     def _move(self, to_train: bool) -> None:

@@ -93,23 +93,12 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
             "warmup_steps": warmup_steps,
             "r": r,
             "weight_lr_power": weight_lr_power,
-            "k": 0,
-            "train_mode": False,
-            "weight_sum": 0.0,
-            "lr_max": -1.0,
-            "scheduled_lr": 0.0,
+            **self.COUNTERS,
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
         }
         super().__init__(params, defaults)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
 
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["momentum"]
