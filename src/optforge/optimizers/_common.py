@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Real
 from typing import Any
 
@@ -92,3 +92,27 @@ def check_grad(optimizer_name: str, grad: Tensor) -> None:
             f"{optimizer_name} does not support sparse gradients; use dense gradients "
             "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
         )
+
+
+def choose_path(
+    params: list[Tensor],
+    foreach: bool | None,
+    fused: bool | None,
+    *,
+    single: Callable[..., None],
+    multi: Callable[..., None],
+    fused_path: Callable[..., None],
+) -> Callable[..., None]:
+    """The implementation to run, torch.optim's way.
+
+    ``fused`` wins (except inside a compiled graph, where the multi-tensor code
+    is traced instead); then ``foreach``; with neither set, foreach where torch
+    would default to it.
+    """
+    if fused is None and foreach is None:
+        foreach = default_foreach(params)
+    if fused and not is_compiling():
+        return fused_path
+    if foreach or fused:
+        return multi
+    return single

@@ -30,8 +30,7 @@ from optforge.optimizers._common import (
     check_grad,
     check_range,
     check_steps,
-    default_foreach,
-    is_compiling,
+    choose_path,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -201,14 +200,14 @@ def adamw_schedule_free(
     ``adaptive=False`` skips the division by the second moment (RAdam's early
     steps) while still updating it.
     """
-    if fused is None and foreach is None:
-        foreach = default_foreach(params)
-    if fused and not is_compiling():
-        func = _fused_adamw_schedule_free
-    elif foreach or fused:
-        func = _multi_tensor_adamw_schedule_free
-    else:
-        func = _single_tensor_adamw_schedule_free
+    func = choose_path(
+        params,
+        foreach,
+        fused,
+        single=_single_tensor_adamw_schedule_free,
+        multi=_multi_tensor_adamw_schedule_free,
+        fused_path=_fused_adamw_schedule_free,
+    )
     func(
         as_real(params),
         as_real(grads),

@@ -27,8 +27,7 @@ from optforge.optimizers._common import (
     check_flags,
     check_grad,
     check_range,
-    default_foreach,
-    is_compiling,
+    choose_path,
 )
 
 __all__ = ["Lion", "lion"]
@@ -154,14 +153,14 @@ def lion(
     fused: bool | None = None,
 ) -> None:
     """Functional Lion update, in place, over lists of tensors (see :class:`Lion`)."""
-    if fused is None and foreach is None:
-        foreach = default_foreach(params)
-    if fused and not is_compiling():
-        func = _fused_lion
-    elif foreach or fused:
-        func = _multi_tensor_lion
-    else:
-        func = _single_tensor_lion
+    func = choose_path(
+        params,
+        foreach,
+        fused,
+        single=_single_tensor_lion,
+        multi=_multi_tensor_lion,
+        fused_path=_fused_lion,
+    )
     func(
         as_real(params),
         as_real(grads),

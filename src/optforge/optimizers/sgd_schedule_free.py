@@ -28,8 +28,7 @@ from optforge.optimizers._common import (
     check_grad,
     check_range,
     check_steps,
-    default_foreach,
-    is_compiling,
+    choose_path,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -154,14 +153,14 @@ def sgd_schedule_free(
     fused: bool | None = None,
 ) -> None:
     """Functional Schedule-Free SGD update, in place (``params`` hold ``y``)."""
-    if fused is None and foreach is None:
-        foreach = default_foreach(params)
-    if fused and not is_compiling():
-        func = _fused_sgd_schedule_free
-    elif foreach or fused:
-        func = _multi_tensor_sgd_schedule_free
-    else:
-        func = _single_tensor_sgd_schedule_free
+    func = choose_path(
+        params,
+        foreach,
+        fused,
+        single=_single_tensor_sgd_schedule_free,
+        multi=_multi_tensor_sgd_schedule_free,
+        fused_path=_fused_sgd_schedule_free,
+    )
     func(
         as_real(params),
         as_real(grads),
