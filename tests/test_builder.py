@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tests.conftest import regression_batch
 from torch import nn
 
 import optforge
 from optforge.config import AdagradConfig, AdamConfig, OptimizerConfig, SgdConfig
 from optforge.errors import ConfigError
+from tests.conftest import regression_batch
 
 TORCH_ENTRIES = optforge.optimizer_entries(provider="torch")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.test_param_groups import TOWERS, ConvNet, TinyTransformer, TwoTower
 
 import optforge
 from optforge.errors import ConfigError
 from optforge.explain import explain
+from tests.test_param_groups import TOWERS, ConvNet, TinyTransformer, TwoTower
 
 
 def test_rows_cover_every_parameter_once_with_its_group_and_settings() -> None:
