@@ -54,7 +54,7 @@ def _build(config: dict) -> None:
             {"optimizer": {"name": "SGD"}, "shedule": {}},
             "shedule: unknown top-level key 'shedule'; did you mean 'schedule'?",
         ),
-        ({"optimizer": ["SGD"]}, "optimizer: expected a mapping, got list ['SGD']"),
+        ({"optimizer": ["SGD"]}, "optimizer[0]: each part is a flat optimizer section with a 'name'"),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
 )

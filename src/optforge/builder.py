@@ -18,101 +18,55 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from optforge._validation import parse_model
-from optforge.config import TYPED_OPTIMIZERS, OptimizerConfig
-from optforge.config_source import load_config
-from optforge.errors import ConfigError, format_path, unknown_choice
+from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
+from optforge.errors import ConfigError, format_path
 from optforge.hyperparameters import check_hyperparameters
-from optforge.param_groups import group_schedules, param_groups_for
-from optforge.registry import OptimizerEntry, get_optimizer_entry
+from optforge.param_groups import (
+    group_schedules,
+    param_groups_for,
+    param_infos,
+    parse_rules,
+    template_groups,
+    tower_groups,
+)
+from optforge.schedules import make_schedule
+from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
-__all__ = ["BUILD_OPTIONS", "DOCUMENT_KEYS", "OptimizerSpec", "build", "build_optimizer", "resolve_optimizer_spec"]
-
-# Top-level keys of a config document (the optimizer and what goes beside it).
-DOCUMENT_KEYS: tuple[str, ...] = ("optimizer", "schedule", "multi_task_learning_rates")
-
-# Keys of a flat optimizer section that shape the build rather than being
-# hyperparameters of the optimizer, with what each does.
-BUILD_OPTIONS: dict[str, str] = {
-    "zero": "true wraps the optimizer in ZeroRedundancyOptimizer, sharding its state across ranks "
-    "(needs an initialized process group)",
-    "param_groups": "ordered rules: match parameters by name, module_type or ndim; set hyperparameters, "
-    "lr_scale, name, schedule, layer or frozen (first match wins)",
-    "no_weight_decay": "weight_decay 0 for biases, norms, 1-D params, embeddings, names: true, false or a mapping "
-    "(default: on for decoupled-decay optimizers)",
-    "layer_decay": "scale each block's lr by layer_decay ** (blocks above it)",
-}
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """A validated optimizer config, ready to build.
-
-    Attributes:
-        entry: The registry entry of the chosen optimizer.
-        hyperparameters: Checked keyword arguments (bound defaults included).
-        path: The config path of the optimizer section, for messages.
-        learning_rate: The typed form's schedule, if it had one.
-        document: The whole config document it came from.
-        options: Values of the section's :data:`BUILD_OPTIONS` keys.
-    """
-
-    entry: OptimizerEntry
-    hyperparameters: dict[str, Any]
-    path: str = "optimizer"
-    learning_rate: Any = None
-    document: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+__all__ = [
+    "BUILD_OPTIONS",
+    "DOCUMENT_KEYS",
+    "OptimizerSpec",
+    "build",
+    "build_optimizer",
+    "resolve",
+    "resolve_optimizer_spec",
+]
 
 
-def _optimizer_section(doc: dict[str, Any]) -> tuple[Any, str]:
-    """The optimizer part of a document, and its config path."""
-    if "optimizer" in doc:
-        unknown = [key for key in doc if key not in DOCUMENT_KEYS]
-        if unknown:
-            raise unknown_choice(unknown[0], unknown[0], DOCUMENT_KEYS, what="top-level key")
-        return doc["optimizer"], "optimizer"
-    return doc, "optimizer"
+def resolve(config: Any) -> ResolvedDocument:
+    """Parse and check a whole config document, nothing built; every problem is reported at once.
 
-
-def resolve_optimizer_spec(config: Any) -> OptimizerSpec:
-    """Validate any optimizer config into an :class:`OptimizerSpec` (nothing is built).
+    Beyond :func:`~optforge.spec.resolve_document`, the structure of every
+    param-group rule is checked (what they match needs the model).
 
     Raises:
-        ConfigError: for any problem in the config, naming its path.
+        ConfigError: listing every problem of the document, each with its path.
     """
-    doc = load_config(config)
-    section, path = _optimizer_section(doc)
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"expected a mapping, got {type(section).__name__} {section!r}", path=path)
-    section = dict(section)
-    if "name" in section:
-        name = section.pop("name")
-        entry = get_optimizer_entry(name, path=format_path(path, "name"))
-        reason = entry.unavailable_reason()
-        if reason:  # before the signature is read: that may import a package that is missing
-            raise ConfigError(f"{entry.name} cannot be built here: {reason}", path=format_path(path, "name"))
-        options = {key: section.pop(key) for key in list(section) if key in BUILD_OPTIONS}
-        hyperparameters = check_hyperparameters(entry, section, path)
-        return OptimizerSpec(entry, {**entry.defaults, **hyperparameters}, path, document=doc, options=options)
-    if any(key in section for key in (*TYPED_OPTIMIZERS, "learning_rate")):
-        typed = parse_model(OptimizerConfig, section, path)
-        choice, sub_config = typed.chosen()
-        entry = get_optimizer_entry(TYPED_OPTIMIZERS[choice], path=format_path(path, choice))
-        hyperparameters = check_hyperparameters(entry, sub_config.model_dump(), format_path(path, choice))
-        return OptimizerSpec(entry, hyperparameters, format_path(path, choice), typed.learning_rate, doc)
-    raise ConfigError(
-        "an optimizer config needs a 'name' (flat form, e.g. {name: AdamW, lr: 0.001}) "
-        f"or exactly one of {', '.join(TYPED_OPTIMIZERS)} (typed form); got keys {sorted(section)}",
-        path=path,
-    )
+    problems = Problems()
+    resolved = resolve_document(config, problems)
+    for spec in (resolved.spec, *resolved.parts):
+        if spec is not None and spec.options.get("param_groups") is not None:
+            with problems.collect():
+                parse_rules(spec.options, spec.entry, format_path(spec.path, "param_groups"))
+    problems.raise_if_any()
+    return resolved
 
 
 def _trainable(tensors: Iterable[Any], path: str) -> list[torch.Tensor]:
@@ -171,9 +125,62 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
     return checked
 
 
+def _form_groups(model_or_params: Any, spec: OptimizerSpec) -> list[dict[str, Any]] | None:
+    """The groups the template and recap forms make, exactly as their systems make them; ``None`` otherwise."""
+    section = spec.section
+    if spec.form == "template" and section is not None and section.template is not None and section.template.group:
+        if not isinstance(model_or_params, nn.Module):
+            raise ConfigError(
+                "group matches parameter names, so it needs a model (an nn.Module); "
+                f"got {type(model_or_params).__name__}",
+                path=format_path(spec.path, "group"),
+            )
+        return template_groups(model_or_params, section.template.group, float(spec.hyperparameters["lr"]))
+    if spec.form == "recap" and spec.towers is not None:
+        if not isinstance(model_or_params, nn.Module):
+            raise ConfigError(
+                f"task towers match parameter names, so they need a model (an nn.Module); "
+                f"got {type(model_or_params).__name__}",
+                path=spec.towers_path,
+            )
+        groups, schedules = tower_groups(spec.towers, param_infos(model_or_params), spec.towers_path)
+        for group in groups:
+            schedule = schedules[group["name"]]
+            group["lr"] = make_schedule(schedule)(0)
+            group["schedule"] = schedule.model_dump(mode="json", exclude_none=True)
+        return groups
+    return None
+
+
+def _hyperparameters(spec: OptimizerSpec) -> dict[str, Any]:
+    """The keyword arguments of the constructor; the recap's single lr starts at its schedule's step 0."""
+    if spec.form == "recap" and spec.learning_rate is not None:
+        return {**spec.hyperparameters, "lr": make_schedule(spec.learning_rate)(0)}
+    return dict(spec.hyperparameters)
+
+
+def _load_optimizer_checkpoint(optimizer: torch.optim.Optimizer, file: str, path: str) -> None:
+    """Load a saved optimizer state into a freshly built ``optimizer``; any failure is a ConfigError."""
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"optimizer checkpoint {file!r} does not exist", path=path) from None
+    except Exception as exc:  # a corrupt or foreign file: pickle, zip and torch errors alike
+        raise ConfigError(f"cannot read optimizer checkpoint {file!r}: {exc}", path=path) from None
+    if not isinstance(state, Mapping) or "state" not in state or "param_groups" not in state:
+        raise ConfigError(f"{file!r} holds no optimizer state dict (keys 'state' and 'param_groups')", path=path)
+    try:
+        optimizer.load_state_dict(state)
+    except Exception as exc:  # torch raises ValueError, KeyError or RuntimeError for a mismatched state
+        raise ConfigError(f"optimizer checkpoint {file!r} does not match the optimizer: {exc}", path=path) from None
+
+
 def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Instantiate a validated spec over ``model_or_params``."""
-    params: Any = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
+    if spec.form in ("template", "recap"):
+        params: Any = _form_groups(model_or_params, spec)  # no presets, no merging: what those systems build
+    else:
+        params = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
     if params is None:
         params = collect_params(model_or_params)
         if params and isinstance(params[0], dict):
@@ -182,9 +189,22 @@ def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Op
 
     create = zero_factory(spec)  # spec.entry.create, or a ZeRO wrap of it with zero: true
     try:
-        return create(params, **spec.hyperparameters)
+        optimizer = create(params, **_hyperparameters(spec))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{spec.entry.name} rejected the config: {exc}", path=spec.path) from exc
+    section = spec.section
+    if section is not None and section.template is not None and section.template.checkpoint is not None:
+        _load_optimizer_checkpoint(optimizer, section.template.checkpoint, format_path(spec.path, "checkpoint"))
+    return optimizer
+
+
+def _shadow(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """An optimizer with the same group settings as ``optimizer`` over throwaway tensors, to try a schedule on."""
+    groups = [
+        {**{key: value for key, value in group.items() if key != "params"}, "params": [torch.zeros(1)]}
+        for group in optimizer.param_groups
+    ]
+    return torch.optim.Optimizer(groups, {})
 
 
 def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
@@ -195,12 +215,12 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
             ``(name, tensor)`` pairs), or a list of param-group dicts. Groups keep
             their own settings; the config supplies the defaults.
         config: A mapping, an OmegaConf ``DictConfig``, a path to a YAML file, or a
-            typed config object, in the flat form (``{"name": ..., **hyperparameters}``)
-            or the typed form (``{"adam": {...}, "learning_rate": {...}}``), optionally
-            under an ``optimizer:`` key.
+            typed config object, in any form of :mod:`optforge.config` (flat,
+            typed, the template's or the recap's), optionally under ``optimizer:``.
 
     Returns:
-        The optimizer.
+        The optimizer. A document's ``schedule:`` is validated too, and a warning
+        says that :func:`build` is the function that builds it.
 
     Raises:
         ConfigError: for any bad config, before anything is built.
@@ -212,15 +232,37 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
         >>> opt.defaults["nesterov"], opt.defaults["momentum"]
         (True, 0.9)
     """
-    return build_from_spec(model_or_params, resolve_optimizer_spec(config))
+    resolved = resolve(config)
+    optimizer = _build_resolved(model_or_params, resolved)
+    spec = resolved.spec
+    if spec is not None and spec.schedule is not None:
+        from optforge.scheduler import build_scheduler
+
+        build_scheduler(_shadow(optimizer), spec.schedule, path="schedule")
+        warnings.warn(
+            "the config holds a schedule, which build_optimizer checks but does not build; "
+            "optforge.build(model, config) returns the optimizer and its scheduler",
+            UserWarning,
+            stacklevel=2,
+        )
+    return optimizer
+
+
+def _build_resolved(model_or_params: Any, resolved: ResolvedDocument) -> torch.optim.Optimizer:
+    if resolved.spec is not None:
+        return build_from_spec(model_or_params, resolved.spec)
+    raise ConfigError(
+        "a list of optimizer parts needs the composite optimizer, which is not available", path="optimizer"
+    )
 
 
 def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Build an optimizer and its learning-rate scheduler from one config.
 
-    The config is a document with ``optimizer:`` (flat or typed form) and an
-    optional ``schedule:``, or the typed form itself (its ``learning_rate`` is the
-    schedule). Without a schedule, each group's own ``lr`` is held constant.
+    The config is a document with ``optimizer:`` (any form) and an optional
+    ``schedule:``, or an optimizer section itself (the typed form's
+    ``learning_rate``, or the recap's schedules, are the schedule). Without a
+    schedule, each group's own ``lr`` is held constant.
 
     Example:
         >>> import torch, optforge
@@ -235,13 +277,10 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
     """
     from optforge.scheduler import LRShim, build_scheduler
 
-    spec = resolve_optimizer_spec(config)
-    optimizer = build_from_spec(model_or_params, spec)
-    if spec.learning_rate is not None and spec.document.get("schedule") is not None:
-        raise ConfigError(
-            "the schedule is given twice: as the optimizer's learning_rate and as schedule; keep one",
-            path=format_path(spec.path.rsplit(".", 1)[0], "learning_rate"),
-        )
+    resolved = resolve(config)
+    optimizer = _build_resolved(model_or_params, resolved)
+    spec = resolved.spec
+    assert spec is not None
     per_group = group_schedules(optimizer, spec)  # towers, or rules with their own schedule
     if per_group is not None:
         return optimizer, LRShim(optimizer, per_group)
@@ -250,4 +289,4 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
             return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate))
         return optimizer, LRShim(optimizer, {"ALL_PARAMS": spec.learning_rate})
-    return optimizer, build_scheduler(optimizer, spec.document.get("schedule"), path="schedule")
+    return optimizer, build_scheduler(optimizer, spec.schedule, path="schedule")

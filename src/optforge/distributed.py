@@ -47,7 +47,7 @@ from optforge.errors import ConfigError, format_path
 if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
 
-    from optforge.builder import OptimizerSpec
+    from optforge.spec import OptimizerSpec
 
 __all__ = [
     "is_schedule_free",

@@ -400,9 +400,12 @@ def get_optimizer_class(name_or_config: Any) -> type[torch.optim.Optimizer]:
     """
     if isinstance(name_or_config, str):
         return get_optimizer_entry(name_or_config).resolve_class()
-    from optforge.builder import resolve_optimizer_spec
+    from optforge.config import parse_document
 
-    return resolve_optimizer_spec(name_or_config).entry.resolve_class()
+    section = parse_document(name_or_config).optimizer
+    if section is None:
+        raise ConfigError("a composite optimizer (a list of parts) has no single optimizer class", path="optimizer")
+    return get_optimizer_entry(section.name, path=section.name_path).resolve_class()
 
 
 def optimizer_entries(pattern: str = "*", *, provider: str | None = None) -> list[OptimizerEntry]:

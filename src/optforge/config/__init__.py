@@ -1,0 +1,57 @@
+"""The config document: every model of its sections, and one parser for every accepted form.
+
+Example:
+    >>> from optforge.config import parse_document
+    >>> doc = parse_document({"optimizer": {"name": "AdamW", "lr": 1e-3}, "schedule": {"constant": 1e-3}})
+    >>> doc.optimizer.name, doc.schedule
+    ('AdamW', {'constant': 0.001})
+"""
+
+from optforge.config.document import DOCUMENT_KEYS, SECTION_FORMS, Document, OptimizerSection, parse_document
+from optforge.config.problems import Problems
+from optforge.config.rules import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule, sanitize_task_name
+from optforge.config.schema import ConfigDocument, json_schema
+from optforge.config.sections import (
+    BUILD_OPTIONS,
+    TYPED_OPTIMIZERS,
+    AdagradConfig,
+    AdamConfig,
+    FlatOptimizerConfig,
+    OptimizerConfig,
+    RecapAdamConfig,
+    RecapOptimizerConfig,
+    SgdConfig,
+    TemplateGroup,
+    TemplateOptimizerConfig,
+)
+from optforge.schedules import LearningRate, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+
+__all__ = [
+    "BUILD_OPTIONS",
+    "DOCUMENT_KEYS",
+    "SECTION_FORMS",
+    "TYPED_OPTIMIZERS",
+    "AdagradConfig",
+    "AdamConfig",
+    "ConfigDocument",
+    "Document",
+    "FlatOptimizerConfig",
+    "LearningRate",
+    "LinearRampToConstant",
+    "LinearRampToCosine",
+    "MultiTaskLearningRates",
+    "NoWeightDecay",
+    "OptimizerConfig",
+    "OptimizerSection",
+    "ParamGroupRule",
+    "PiecewiseConstant",
+    "Problems",
+    "RecapAdamConfig",
+    "RecapOptimizerConfig",
+    "SgdConfig",
+    "TemplateGroup",
+    "TemplateOptimizerConfig",
+    "json_schema",
+    "parse_document",
+    "sanitize_task_name",
+]

@@ -1,0 +1,73 @@
+"""The parameters of a model as the rules see them: each once, with every name that reaches it.
+
+Example:
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> [info.name for info in param_infos(torch.nn.ModuleDict({"a": lin, "b": lin}))]
+    ['a.weight', 'a.bias']
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from optforge.errors import ConfigError
+
+__all__ = ["ParamInfo", "param_infos"]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a model: its names (tied parameters have several) and owners.
+
+    Attributes:
+        name: The name ``named_parameters()`` gives it (the first of ``aliases``).
+        aliases: Every dotted name that reaches it.
+        param: The parameter.
+        owners: The types of the modules that hold it directly.
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    param: torch.Tensor
+    owners: tuple[type[nn.Module], ...]
+
+
+def param_infos(model: nn.Module) -> list[ParamInfo]:
+    """Every parameter of ``model`` once, in ``named_parameters()`` order, with all its names.
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 2)
+        >>> [info.name for info in param_infos(torch.nn.ModuleDict({"a": lin, "b": lin}))]
+        ['a.weight', 'a.bias']
+    """
+    found: dict[int, tuple[torch.Tensor, list[str], list[type[nn.Module]]]] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for pname, param in module.named_parameters(recurse=False, remove_duplicate=False):
+            _, aliases, owners = found.setdefault(id(param), (param, [], []))
+            aliases.append(f"{prefix}.{pname}" if prefix else pname)
+            if type(module) not in owners:
+                owners.append(type(module))
+    return [ParamInfo(aliases[0], tuple(aliases), param, tuple(owners)) for param, aliases, owners in found.values()]
+
+
+def _close_names(value: str, infos: Sequence[ParamInfo], n: int = 3) -> list[str]:
+    names = {alias for info in infos for alias in info.aliases}
+    modules = {alias.rsplit(".", 1)[0] for alias in names if "." in alias}
+    modules |= {segment for name in names for segment in name.split(".") if not segment.isdigit()}
+    stripped = re.sub(r"[*?\[\]\\^$]", "", value)
+    return difflib.get_close_matches(stripped, sorted(names | modules), n=n, cutoff=0.5)
+
+
+def _no_match(value: Any, infos: Sequence[ParamInfo], path: str, what: str = "matches no parameter") -> ConfigError:
+    message = f"{value!r} {what}"
+    close = _close_names(str(value), infos)
+    if close:
+        message += f"; did you mean {close[0]!r}? Closest names: {', '.join(close)}"
+    return ConfigError(message, path=path)

@@ -1,0 +1,128 @@
+"""An optimizer section checked against the registry: the entry and its ready hyperparameters.
+
+Example:
+    >>> spec = resolve_optimizer_spec({"optimizer": {"name": "AdamW", "lr": 1e-3, "betas": [0.9, 0.95]}})
+    >>> spec.entry.name, spec.hyperparameters["betas"], spec.form
+    ('AdamW', (0.9, 0.95), 'flat')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from optforge.config import Document, MultiTaskLearningRates, OptimizerSection, Problems, parse_document
+from optforge.errors import ConfigError
+from optforge.hyperparameters import check_hyperparameters
+from optforge.registry import OptimizerEntry, get_optimizer_entry
+from optforge.schedules import LearningRate
+
+__all__ = ["OptimizerSpec", "ResolvedDocument", "resolve_document", "resolve_optimizer_spec", "resolve_section"]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A validated optimizer section, ready to build.
+
+    Attributes:
+        entry: The registry entry of the chosen optimizer.
+        hyperparameters: Checked keyword arguments (bound defaults included).
+        path: The config path of the optimizer section, for messages.
+        learning_rate: The section's own schedule (typed form ``learning_rate``,
+            recap ``single_task_learning_rate``), if it has one.
+        document: The whole config document it came from, as plain data.
+        options: Values of the section's build options (``param_groups``, ``no_weight_decay``...).
+        section: The parsed section (its form, template groups, composite selector).
+        towers: The document's task towers, if any.
+        towers_path: Where the towers were given.
+        schedule: The document's ``schedule:`` section as written, if any.
+    """
+
+    entry: OptimizerEntry
+    hyperparameters: dict[str, Any]
+    path: str = "optimizer"
+    learning_rate: LearningRate | None = None
+    document: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    section: OptimizerSection | None = None
+    towers: MultiTaskLearningRates | None = None
+    towers_path: str = "multi_task_learning_rates"
+    schedule: Any = None
+
+    @property
+    def form(self) -> str:
+        """The form the section was written in: ``flat``, ``typed``, ``recap``, ``template`` or ``part``."""
+        return self.section.form if self.section is not None else "flat"
+
+
+@dataclass(frozen=True)
+class ResolvedDocument:
+    """A parsed document whose optimizer sections are checked against the registry.
+
+    Attributes:
+        document: The parsed document.
+        spec: The optimizer's spec (``None`` for a composite optimizer).
+        parts: The specs of a composite optimizer's parts, in order.
+    """
+
+    document: Document
+    spec: OptimizerSpec | None
+    parts: tuple[OptimizerSpec, ...] = ()
+
+
+def resolve_section(section: OptimizerSection, document: Document, problems: Problems) -> OptimizerSpec | None:
+    """Check ``section`` against the registry, noting every problem; ``None`` when its optimizer is unknown."""
+    entry = None
+    with problems.collect():
+        found = get_optimizer_entry(section.name, path=section.name_path)
+        reason = found.unavailable_reason()
+        if reason:  # before the signature is read: that may import a package that is missing
+            raise ConfigError(f"{found.name} cannot be built here: {reason}", path=section.name_path)
+        entry = found
+    if entry is None:
+        return None
+    checked: dict[str, Any] = {}
+    for key, value in section.hyperparameters.items():
+        with problems.collect():
+            checked.update(check_hyperparameters(entry, {key: value}, section.hyperparameter_paths[key]))
+    return OptimizerSpec(
+        entry,
+        {**entry.defaults, **checked},
+        section.path,
+        section.learning_rate,
+        document.raw,
+        dict(section.options),
+        section,
+        document.towers,
+        document.towers_path,
+        document.schedule,
+    )
+
+
+def resolve_document(config: Any, problems: Problems | None = None) -> ResolvedDocument:
+    """Parse ``config`` and check its optimizer sections against the registry.
+
+    Raises:
+        ConfigError: listing every problem found (without ``problems``, where they are noted instead).
+    """
+    own = problems is None
+    problems = Problems() if problems is None else problems
+    document = parse_document(config, problems)
+    spec = None if document.optimizer is None else resolve_section(document.optimizer, document, problems)
+    parts = tuple(resolve_section(part, document, problems) for part in document.parts)
+    if own:
+        problems.raise_if_any()
+    return ResolvedDocument(document, spec, tuple(part for part in parts if part is not None))
+
+
+def resolve_optimizer_spec(config: Any) -> OptimizerSpec:
+    """Validate any single-optimizer config into an :class:`OptimizerSpec` (nothing is built).
+
+    Raises:
+        ConfigError: for any problem in the config, naming its path.
+    """
+    resolved = resolve_document(config)
+    if resolved.spec is None:
+        raise ConfigError("a composite optimizer (a list of parts) has one spec per part", path="optimizer")
+    return resolved.spec
