@@ -7,8 +7,9 @@ import json
 import pytest
 
 import optforge
-from optforge.config import AdamConfig, ConfigDocument, OptimizerConfig, json_schema
+from optforge.config import AdamConfig, ConfigDocument, OptimizerConfig
 from optforge.errors import ConfigError
+from optforge.schema import json_schema
 
 
 def test_design_defaults() -> None:

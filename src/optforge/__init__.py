@@ -9,6 +9,19 @@ Example:
 """
 
 from optforge.builder import build, build_optimizer
+from optforge.config import (
+    AdagradConfig,
+    AdamConfig,
+    Document,
+    FlatOptimizerConfig,
+    OptimizerConfig,
+    ParamGroupRule,
+    RecapAdamConfig,
+    RecapOptimizerConfig,
+    SgdConfig,
+    TemplateOptimizerConfig,
+    parse_document,
+)
 from optforge.config_source import load_config
 from optforge.distributed import load_checkpoint, save_checkpoint
 from optforge.errors import ConfigError
@@ -27,14 +40,24 @@ from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler
 from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_schedule, resolve_schedule
 
 __all__ = [
+    "AdagradConfig",
+    "AdamConfig",
     "ConfigError",
+    "Document",
+    "FlatOptimizerConfig",
     "LRShim",
     "LearningRate",
     "MultiTaskLearningRates",
     "NoWeightDecay",
+    "OptimizerConfig",
     "OptimizerEntry",
+    "ParamGroupRule",
     "ParamTable",
+    "RecapAdamConfig",
+    "RecapOptimizerConfig",
     "ScheduleChangedWarning",
+    "SgdConfig",
+    "TemplateOptimizerConfig",
     "build",
     "build_optimizer",
     "build_scheduler",
@@ -48,6 +71,7 @@ __all__ = [
     "make_param_groups",
     "make_schedule",
     "optimizer_entries",
+    "parse_document",
     "parse_schedule",
     "plan_param_groups",
     "register_optimizer",

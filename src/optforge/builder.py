@@ -36,6 +36,7 @@ from optforge.param_groups import (
     template_groups,
     tower_groups,
 )
+from optforge.scheduler import check_schedule_section
 from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
@@ -54,7 +55,8 @@ def resolve(config: Any) -> ResolvedDocument:
     """Parse and check a whole config document, nothing built; every problem is reported at once.
 
     Beyond :func:`~optforge.spec.resolve_document`, the structure of every
-    param-group rule is checked (what they match needs the model).
+    param-group rule and of the ``schedule:`` section is checked (what rules
+    match, and which groups schedules name, need the model).
 
     Raises:
         ConfigError: listing every problem of the document, each with its path.
@@ -65,6 +67,8 @@ def resolve(config: Any) -> ResolvedDocument:
         if spec is not None and spec.options.get("param_groups") is not None:
             with problems.collect():
                 parse_rules(spec.options, spec.entry, format_path(spec.path, "param_groups"))
+    with problems.collect():
+        check_schedule_section(resolved.document.schedule, path="schedule")
     problems.raise_if_any()
     return resolved
 

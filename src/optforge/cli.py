@@ -309,7 +309,7 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")] = None,
 ) -> None:
     """Print the JSON Schema of a config file (for editor completion and checks)."""
-    from optforge.config import json_schema
+    from optforge.schema import json_schema
 
     text = json.dumps(json_schema(), indent=2)
     if output is None:

@@ -337,8 +337,18 @@ def _per_group(value: Any, labels: list[str], context: Mapping[str, int | None],
             path=path,
         )
     for key in value:
-        if key not in labels and suggest(str(key), LearningRate.model_fields):
-            raise unknown_choice(format_path(path, str(key)), key, LearningRate.model_fields, what="schedule")
+        if key not in labels:
+            if suggest(str(key), LearningRate.model_fields):
+                raise unknown_choice(format_path(path, str(key)), key, LearningRate.model_fields, what="schedule")
+            if not all(label == f"group{index}" for index, label in enumerate(labels)):
+                continue  # named groups: the scheduler names the unknown group
+            # Unnamed groups would take any keys by order: a misspelt schedule would set every lr.
+            raise unknown_choice(
+                format_path(path, str(key)),
+                key,
+                [*labels, *LearningRate.model_fields],
+                what="param group name or schedule",
+            )
     return {key: _as_schedule(item) for key, item in value.items()}
 
 
@@ -417,3 +427,48 @@ def _merge_context(name: str, in_document: Any, given: int | None, path: str) ->
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
         raise ConfigError(f"{name} must be a positive integer, got {value!r}", path=format_path(path, name))
     return value
+
+
+def check_schedule_section(schedule_config: Any, *, path: str = "schedule") -> None:
+    """Check a ``schedule:`` section as far as it can be without the optimizer's param groups.
+
+    Unknown keys and every schedule's own fields are checked; group names, and
+    lengths in epochs or fractions, are checked when the scheduler is built.
+
+    Raises:
+        ConfigError: listing every problem found.
+
+    Example:
+        >>> check_schedule_section({"lr": {"constant": 0.1}, "beta1": {"cosine_decay": {"peak_valu": 0.9}}})
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: 3 problems in the config:
+          - schedule.beta1.cosine_decay.peak_value: required field is missing
+          - schedule.beta1.cosine_decay.decay_steps: required field is missing
+          - schedule.beta1.cosine_decay.peak_valu: unknown key; did you mean 'peak_value'? ...
+    """
+    from optforge.config.problems import Problems
+    from optforge.schedules import parse_schedule
+
+    if schedule_config is None or (isinstance(schedule_config, Mapping) and "name" in schedule_config):
+        return  # nothing to check, or a scheduler by name, checked against its signature when built
+    problems = Problems()
+    full_form = isinstance(schedule_config, Mapping) and any(key in SCHEDULE_KEYS for key in schedule_config)
+    document: Mapping[str, Any] = schedule_config if full_form else {"lr": schedule_config}
+    if full_form:
+        for key in document:
+            if key not in SCHEDULE_KEYS:
+                with problems.collect():
+                    raise unknown_choice(format_path(path, str(key)), key, SCHEDULE_KEYS, what="key")
+    for key in ("lr", *HYPERPARAMETERS):
+        value = document.get(key)
+        where = format_path(path, key) if full_form else path
+        if value is None:
+            continue
+        entries = [(where, value)] if _is_schedule(value) else []
+        if isinstance(value, Mapping) and not entries:
+            entries = [(format_path(where, str(k)), v) for k, v in value.items() if _is_schedule(v)]
+        for entry_path, entry in entries:
+            with problems.collect():
+                parse_schedule(_as_schedule(entry), entry_path)
+    problems.raise_if_any()

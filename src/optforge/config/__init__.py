@@ -10,7 +10,7 @@ Example:
 from optforge.config.document import DOCUMENT_KEYS, SECTION_FORMS, Document, OptimizerSection, parse_document
 from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule, sanitize_task_name
-from optforge.config.schema import ConfigDocument, json_schema
+from optforge.config.schema import ConfigDocument
 from optforge.config.sections import (
     BUILD_OPTIONS,
     TYPED_OPTIMIZERS,
@@ -51,7 +51,6 @@ __all__ = [
     "SgdConfig",
     "TemplateGroup",
     "TemplateOptimizerConfig",
-    "json_schema",
     "parse_document",
     "sanitize_task_name",
 ]

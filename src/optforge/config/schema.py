@@ -1,12 +1,4 @@
-"""The JSON Schema of config documents, for editors to complete and check YAML.
-
-Example:
-    >>> schema = json_schema()
-    >>> [option["$ref"] for option in schema["anyOf"]]
-    ['#/$defs/ConfigDocument', '#/$defs/OptimizerConfig']
-    >>> "AdamW" in schema["$defs"]["FlatOptimizerConfig"]["properties"]["name"]["anyOf"][0]["enum"]
-    True
-"""
+"""The model of a whole config document, from which its JSON Schema is made (see :mod:`optforge.schema`)."""
 
 from __future__ import annotations
 
@@ -24,7 +16,7 @@ from optforge.config.sections import (
 )
 from optforge.schedules import LearningRate
 
-__all__ = ["ConfigDocument", "json_schema"]
+__all__ = ["ConfigDocument"]
 
 
 class ConfigDocument(StrictModel):
@@ -43,19 +35,3 @@ class ConfigDocument(StrictModel):
         "{lr, momentum, beta1, beta2, weight_decay, steps_per_epoch, total_steps}, or a scheduler by name.",
     )
     multi_task_learning_rates: MultiTaskLearningRates | None = None
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a config document; registered optimizer names are offered for ``optimizer.name``."""
-    from optforge.registry import list_optimizers
-
-    # A document is either the wrapped form (optimizer:, schedule:, ...) or the typed form itself.
-    schema = pydantic.TypeAdapter(ConfigDocument | OptimizerConfig).json_schema()
-    name = schema["$defs"]["FlatOptimizerConfig"]["properties"]["name"]
-    name["anyOf"] = [{"enum": list_optimizers()}, {"type": "string"}]
-    name.pop("type", None)
-    # A rule's keys other than its selectors and settings are optimizer hyperparameters.
-    schema["$defs"]["ParamGroupRule"]["additionalProperties"] = True
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "optforge config"
-    return schema

@@ -157,7 +157,7 @@ class TemplateOptimizerConfig(StrictModel):
 
     name: str | None = None
     class_name: str
-    lr: NonNegative
+    lr: float = pydantic.Field(description="The base lr (checked with the optimizer's other hyperparameters).")
     args: dict[str, Any] | None = None
     group: list[TemplateGroup] | None = None
     checkpoint: str | None = None
