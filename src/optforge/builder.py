@@ -28,14 +28,7 @@ from torch import nn
 from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
 from optforge.errors import ConfigError, format_path
 from optforge.hyperparameters import check_hyperparameters
-from optforge.param_groups import (
-    group_schedules,
-    param_groups_for,
-    param_infos,
-    parse_rules,
-    template_groups,
-    tower_groups,
-)
+from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
 from optforge.scheduler import check_schedule_section
 from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
@@ -129,33 +122,6 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
     return checked
 
 
-def _form_groups(model_or_params: Any, spec: OptimizerSpec) -> list[dict[str, Any]] | None:
-    """The groups the template and recap forms make, exactly as their systems make them; ``None`` otherwise."""
-    section = spec.section
-    if spec.form == "template" and section is not None and section.template is not None and section.template.group:
-        if not isinstance(model_or_params, nn.Module):
-            raise ConfigError(
-                "group matches parameter names, so it needs a model (an nn.Module); "
-                f"got {type(model_or_params).__name__}",
-                path=format_path(spec.path, "group"),
-            )
-        return template_groups(model_or_params, section.template.group, float(spec.hyperparameters["lr"]))
-    if spec.form == "recap" and spec.towers is not None:
-        if not isinstance(model_or_params, nn.Module):
-            raise ConfigError(
-                f"task towers match parameter names, so they need a model (an nn.Module); "
-                f"got {type(model_or_params).__name__}",
-                path=spec.towers_path,
-            )
-        groups, schedules = tower_groups(spec.towers, param_infos(model_or_params), spec.towers_path)
-        for group in groups:
-            schedule = schedules[group["name"]]
-            group["lr"] = make_schedule(schedule)(0)
-            group["schedule"] = schedule.model_dump(mode="json", exclude_none=True)
-        return groups
-    return None
-
-
 def _hyperparameters(spec: OptimizerSpec) -> dict[str, Any]:
     """The keyword arguments of the constructor; the recap's single lr starts at its schedule's step 0."""
     if spec.form == "recap" and spec.learning_rate is not None:
@@ -182,7 +148,7 @@ def _load_optimizer_checkpoint(optimizer: torch.optim.Optimizer, file: str, path
 def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Instantiate a validated spec over ``model_or_params``."""
     if spec.form in ("template", "recap"):
-        params: Any = _form_groups(model_or_params, spec)  # no presets, no merging: what those systems build
+        params: Any = form_groups(model_or_params, spec)  # no presets, no merging: what those systems build
     else:
         params = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
     if params is None:

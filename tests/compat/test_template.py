@@ -247,3 +247,16 @@ def test_registry_get_and_contains() -> None:
     assert "NoSuchOptimizer" not in template.OPTIMIZER_REGISTRY
     with pytest.raises(ConfigError, match="unknown optimizer 'Adamw2'"):
         template.OPTIMIZER_REGISTRY.get("Adamw2")
+
+
+def test_explain_shows_the_groups_the_template_form_builds() -> None:
+    model = Net()
+    cfg = {"name": "a", "class_name": "AdamW", "lr": 1e-3, "group": [{"name": "head", "divide": 10}]}
+    table = optforge.explain(model, cfg)
+    built = template.build_optimizer(cfg, model)
+    plan = optforge.plan_param_groups(model, optforge.builder.resolve_optimizer_spec(cfg))
+    assert [len(g["params"]) for g in plan.groups] == [len(g["params"]) for g in built.param_groups]
+    assert [g["lr"] for g in plan.groups] == [g["lr"] for g in built.param_groups]
+    assert "template form" in str(table)
+    group_column = table.columns.index("group")
+    assert {row[group_column] for row in table.rows} == {"group0", "group1", None}  # None: the frozen layer

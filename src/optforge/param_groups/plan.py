@@ -15,8 +15,10 @@ from optforge.errors import ConfigError, format_path
 from optforge.param_groups.infos import ParamInfo, param_infos
 from optforge.param_groups.layer_decay import _layers
 from optforge.param_groups.selectors import Rule, _check_module_types, parse_rules, place_rules
-from optforge.param_groups.towers import place_towers
+from optforge.param_groups.template import template_groups
+from optforge.param_groups.towers import place_towers, tower_groups
 from optforge.param_groups.weight_decay import _no_decay_config, _no_decay_reasons
+from optforge.schedules import make_schedule
 
 if TYPE_CHECKING:
     from optforge.spec import OptimizerSpec
@@ -151,6 +153,51 @@ def _group_name(tower: str | None, label: str | None, layer: int | None, rules: 
     return "/".join(parts) or "default"
 
 
+def form_groups(model_or_params: Any, spec: OptimizerSpec) -> list[dict[str, Any]] | None:
+    """The groups the template and recap forms make, exactly as their systems make them; ``None`` otherwise.
+
+    Raises:
+        ConfigError: when a form's groups match names but no model is given.
+    """
+    template = spec.section.template if spec.section is not None else None
+    if template is not None:
+        if isinstance(model_or_params, nn.Module):
+            return template_groups(model_or_params, template.group or [], float(spec.hyperparameters["lr"]))
+        if template.group:
+            raise ConfigError(
+                "group matches parameter names, so it needs a model (an nn.Module); "
+                f"got {type(model_or_params).__name__}",
+                path=format_path(spec.path, "group"),
+            )
+        return None  # parameters or group dicts, used as given
+    if spec.form == "recap" and spec.towers is not None:
+        if not isinstance(model_or_params, nn.Module):
+            raise ConfigError(
+                f"task towers match parameter names, so they need a model (an nn.Module); "
+                f"got {type(model_or_params).__name__}",
+                path=spec.towers_path,
+            )
+        groups, schedules = tower_groups(spec.towers, param_infos(model_or_params), spec.towers_path)
+        for group in groups:
+            schedule = schedules[group["name"]]
+            group["lr"] = make_schedule(schedule)(0)
+            group["schedule"] = schedule.model_dump(mode="json", exclude_none=True)
+        return groups
+    return None
+
+
+def _plan_from_groups(model: nn.Module, spec: OptimizerSpec, groups: list[dict[str, Any]]) -> GroupPlan:
+    """The plan of groups made as a form's system makes them (no rules, presets or merging)."""
+    named = [{**group, "name": group.get("name", f"group{index}")} for index, group in enumerate(groups)]
+    by_param = {id(param): group["name"] for group in named for param in group["params"]}
+    placements = []
+    for info in param_infos(model):
+        group = by_param.get(id(info.param))
+        reason = f"{spec.form} form" if group is not None else "requires_grad=False"
+        placements.append(Placement(info, group, [reason]))
+    return GroupPlan(named, placements, _effective_defaults(spec))
+
+
 def plan_param_groups(model: nn.Module, spec: OptimizerSpec) -> GroupPlan:
     """Place every parameter of ``model`` by the rules, presets, layer decay and towers of ``spec``.
 
@@ -165,6 +212,9 @@ def plan_param_groups(model: nn.Module, spec: OptimizerSpec) -> GroupPlan:
         >>> [(p.info.name, p.group, p.reasons) for p in plan.placements]
         [('weight', 'default', []), ('bias', 'no_decay', ['no_weight_decay: bias'])]
     """
+    made = form_groups(model, spec)
+    if made is not None:
+        return _plan_from_groups(model, spec, made)
     infos = param_infos(model)
     ctx = _context(model, spec, infos)
     placements: list[Placement] = []
