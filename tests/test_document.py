@@ -127,3 +127,10 @@ def test_typed_models_are_exported_at_the_top_level() -> None:
     assert optforge.OptimizerConfig(adam={"lr": 0.1}).adam.lr == 0.1
     assert optforge.RecapOptimizerConfig(single_task_learning_rate={"constant": 0.1}).adam.epsilon == 1e-7
     assert optforge.TemplateOptimizerConfig(class_name="SGD", lr=0.1).args is None
+
+
+@pytest.mark.parametrize("value", ["1e-3", True])
+def test_typed_form_takes_numbers_only_as_the_flat_form_does(value: object) -> None:
+    for doc in ({"adam": {"lr": value}}, {"name": "Adam", "lr": value}):
+        with pytest.raises(ConfigError, match=r"optimizer(\.adam)?\.lr"):
+            optforge.build_optimizer(torch.nn.Linear(2, 1), doc)

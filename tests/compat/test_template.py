@@ -199,9 +199,8 @@ def test_template_form_under_optimizer_key_and_through_build() -> None:
 
 
 def yaml_section(text: str) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(textwrap.dedent(text))
+    """A section read as the template reads its files: OmegaConf's YAML, where 1e-3 is a float."""
+    return OmegaConf.to_container(OmegaConf.create(textwrap.dedent(text)))
 
 
 def test_param_group_dicts_are_used_as_given() -> None:

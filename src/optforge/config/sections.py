@@ -42,9 +42,10 @@ __all__ = [
     "TemplateOptimizerConfig",
 ]
 
-NonNegative = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
-Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
-Beta = Annotated[float, pydantic.Field(ge=0, lt=1)]
+# Numbers must be written as numbers: "1e-3" and true are errors, as in the flat form.
+NonNegative = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)]
+Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False, strict=True)]
+Beta = Annotated[float, pydantic.Field(ge=0, lt=1, strict=True)]
 
 # Keys of a flat optimizer section that shape the build rather than being
 # hyperparameters of the optimizer, with what each does.
@@ -157,7 +158,9 @@ class TemplateOptimizerConfig(StrictModel):
 
     name: str | None = None
     class_name: str
-    lr: float = pydantic.Field(description="The base lr (checked with the optimizer's other hyperparameters).")
+    lr: float = pydantic.Field(
+        strict=True, description="The base lr (checked with the optimizer's other hyperparameters)."
+    )
     args: dict[str, Any] | None = None
     group: list[TemplateGroup] | None = None
     checkpoint: str | None = None
