@@ -195,7 +195,9 @@ def parse_section(
         for key in list(args):
             if key in SECTION_OPTIONS and key not in parameters:
                 options[key] = args.pop(key)
-    context = _merge_context(context, {**options, **{k: args[k] for k in CONTEXT_KEYS if k in args}}, path, problems)
+    # The run's length may come from the section; an argument of that name (OneCycleLR's) counts when it is a number.
+    given = {k: args[k] for k in CONTEXT_KEYS if isinstance(args.get(k), int) and not isinstance(args[k], bool)}
+    context = _merge_context(context, {**options, **given}, path, problems)
     for key in CONTEXT_KEYS:
         options.pop(key, None)
     if num_loop is None and template:
