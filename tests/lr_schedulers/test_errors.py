@@ -31,7 +31,8 @@ def test_an_unknown_scheduler_name_suggests_the_closest() -> None:
 def test_every_bad_argument_is_reported_at_once_with_the_valid_names() -> None:
     problems = dict(_problems({"name": "CosineAnnealingLR", "T_mx": 10, "eta_min": "small"}))
     assert problems == {
-        "schedule.T_mx": "unknown argument for CosineAnnealingLR; did you mean 'T_max'? Valid arguments: T_max, eta_min",
+        "schedule.T_mx": "unknown argument for CosineAnnealingLR; did you mean 'T_max'? "
+        "Valid arguments: T_max, eta_min",
         "schedule.eta_min": "expected a number, got str 'small'",
         "schedule.T_max": "required argument of CosineAnnealingLR is missing",
     }
@@ -104,12 +105,13 @@ def test_nested_sections_report_their_own_paths() -> None:
 def test_a_run_length_given_twice_must_agree() -> None:
     section = {"name": "StepLR", "step_size": {"fraction": 0.5}, "total_steps": 100}
     ((path, message),) = _problems(section, total_steps=200)
-    assert path == "schedule.total_steps" and "100 here but 200 for the run" in message
+    assert path == "schedule.total_steps"
+    assert "100 here but 200 for the run" in message
 
 
 def test_build_reports_a_bad_scheduler_section_by_its_path() -> None:
     config = {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"name": "StepLr", "step_size": 10}}
-    optimizer, scheduler = optforge.build(torch.nn.Linear(2, 1), config)
+    _optimizer, scheduler = optforge.build(torch.nn.Linear(2, 1), config)
     assert type(scheduler).__name__ == "StepLR"
     with pytest.raises(ConfigError, match=r"schedule\.name: unknown scheduler 'Stepp'"):
         optforge.build(torch.nn.Linear(2, 1), {**config, "schedule": {"name": "Stepp"}})
@@ -118,16 +120,19 @@ def test_build_reports_a_bad_scheduler_section_by_its_path() -> None:
 def test_checkpoint_problems_name_the_checkpoint_key(tmp_path: Path) -> None:
     section = {"name": "c", "class_name": "StepLR", "args": {"step_size": 5}, "checkpoint": str(tmp_path / "nope.pt")}
     ((path, message),) = _problems(section)
-    assert path == "schedule.checkpoint" and "no scheduler checkpoint at" in message
+    assert path == "schedule.checkpoint"
+    assert "no scheduler checkpoint at" in message
 
     other = torch.optim.lr_scheduler.CosineAnnealingLR(make_optimizer(), T_max=4)
     torch.save(other.state_dict(), tmp_path / "other.pt")
     ((path, message),) = _problems({**section, "checkpoint": str(tmp_path / "other.pt")})
-    assert path == "schedule.checkpoint" and "is not a state of StepLR" in message
+    assert path == "schedule.checkpoint"
+    assert "is not a state of StepLR" in message
 
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     ((path, message),) = _problems({**section, "checkpoint": str(tmp_path / "junk.pt")})
-    assert path == "schedule.checkpoint" and "cannot read" in message
+    assert path == "schedule.checkpoint"
+    assert "cannot read" in message
 
 
 def test_a_checkpoint_that_replaces_a_configured_argument_warns(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ from tests.lr_schedulers._common import make_optimizer
 
 def test_names_are_case_insensitive_and_entries_are_data() -> None:
     entry = get_scheduler_entry("reducelronplateau")
-    assert entry.name == "ReduceLROnPlateau" and entry.provider == "torch" and entry.metric
+    assert entry.name == "ReduceLROnPlateau"
+    assert entry.provider == "torch"
+    assert entry.metric
     assert get_scheduler_entry("SEQUENTIALLR").nested == ("schedulers",)
     assert get_scheduler_entry("onecyclelr").lengths() == ("total_steps",)
     assert get_scheduler_entry("CosineAnnealingWarmRestarts").lengths() == ("T_0",)  # T_mult is a factor
@@ -53,7 +55,8 @@ def test_users_register_their_own_by_call_or_decorator() -> None:
 def test_the_cli_lists_schedulers() -> None:
     result = CliRunner().invoke(app, ["list", "--schedulers", "plateau"])
     assert result.exit_code == 0, result.output
-    assert "ReduceLROnPlateau" in result.output and "steps on a metric" in result.output
+    assert "ReduceLROnPlateau" in result.output
+    assert "steps on a metric" in result.output
     assert "AdamW" not in result.output
     missing = CliRunner().invoke(app, ["list", "--schedulers", "nothing-like-this"])
     assert missing.exit_code == 1
@@ -61,7 +64,8 @@ def test_the_cli_lists_schedulers() -> None:
 
 def test_trace_steps_a_throwaway_optimizer_and_a_plateau_needs_metrics() -> None:
     trace = scheduler_trace({"name": "CosineAnnealingLR", "T_max": {"fraction": 1.0}}, 12, total_steps=10, lr=2.0)
-    assert trace["lr"][0] == 2.0 and trace["lr"][10] == pytest.approx(0.0, abs=1e-12)
+    assert trace["lr"][0] == 2.0
+    assert trace["lr"][10] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ConfigError, match="decides on a metric: give one metric value per step"):
         scheduler_trace({"name": "ReduceLROnPlateau"}, 10)
     flat = scheduler_trace({"name": "ReduceLROnPlateau", "warmup_steps": 4, "patience": 1}, 10, metric=lambda k: 1.0)
@@ -75,7 +79,9 @@ def test_optforge_warmup_can_replace_the_first_values_as_timm_does() -> None:
     shifting = make_schedule({"warmup": {"warmup_steps": 5, "init_value": 0.01, "schedule": cosine}})
     timm = timm_scheduler.CosineLRScheduler(make_optimizer(groups=1), 50, lr_min=0.001, warmup_t=5, warmup_lr_init=0.01)
     assert [replacing(t) for t in range(60)] == pytest.approx([timm._get_lr(t)[0] for t in range(60)], rel=1e-12)
-    assert shifting(5) == 0.1 and replacing(5) < 0.1 and shifting(55) == replacing(50) == 0.001
+    assert shifting(5) == 0.1
+    assert replacing(5) < 0.1
+    assert shifting(55) == replacing(50) == 0.001
 
 
 def _configure(schedule: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +93,11 @@ def _configure(schedule: dict[str, Any]) -> dict[str, Any]:
 def test_lightning_reads_interval_frequency_and_monitor_from_the_section() -> None:
     pytest.importorskip("lightning")
     settings = _configure({"name": "StepLR", "step_size": 3, "interval": "epoch", "frequency": 2})["lr_scheduler"]
-    assert (settings["interval"], settings["frequency"]) == ("epoch", 2) and "monitor" not in settings
+    assert (settings["interval"], settings["frequency"]) == ("epoch", 2)
+    assert "monitor" not in settings
     plateau = _configure({"name": "ReduceLROnPlateau", "warmup_steps": 2, "interval": "epoch", "monitor": "val_loss"})
-    assert plateau["lr_scheduler"]["monitor"] == "val_loss" and plateau["lr_scheduler"]["reduce_on_plateau"]
+    assert plateau["lr_scheduler"]["monitor"] == "val_loss"
+    assert plateau["lr_scheduler"]["reduce_on_plateau"]
     with pytest.raises(ConfigError, match=r"schedule\.monitor: ReduceLROnPlateau steps on a metric"):
         _configure({"name": "ReduceLROnPlateau"})
     assert _configure({"constant": 0.1})["lr_scheduler"]["interval"] == "step"

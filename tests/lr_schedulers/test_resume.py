@@ -104,4 +104,5 @@ def test_the_template_checkpoint_key_loads_a_saved_state(tmp_path: Any) -> None:
     run(optimizer, lambda k: scheduler.step(), 20)
     torch.save(scheduler.state_dict(), tmp_path / "sched.pt")
     resumed = build_scheduler(make_optimizer(), {**section, "checkpoint": str(tmp_path / "sched.pt")})
-    assert resumed.last_epoch == 20 and resumed.state_dict() == scheduler.state_dict()
+    assert resumed.last_epoch == 20
+    assert resumed.state_dict() == scheduler.state_dict()

@@ -258,7 +258,8 @@ def test_the_iteration_scheduler_runs_over_max_iter() -> None:
     opt = make_optimizer()
     doc = {"epoch_scheduler": None, "iter_scheduler": _section("LinearLR", {"start_factor": 0.01})}
     iter_scheduler, epoch_scheduler = build_template_schedulers(doc, opt, epoch=10, max_iter=500)
-    assert epoch_scheduler is None and iter_scheduler.total_iters == 500
+    assert epoch_scheduler is None
+    assert iter_scheduler.total_iters == 500
 
 
 def test_both_schedulers_report_every_problem_at_once() -> None:
@@ -272,4 +273,5 @@ def test_both_schedulers_report_every_problem_at_once() -> None:
         build_template_schedulers(doc, make_optimizer(), epoch=10, max_iter=100)
     paths = [path for path, _ in info.value.problems]
     assert paths == ["epoch_scheduler.args.milestones[0]", "epoch_scheduler.args.gama", "iter_scheduler.class_name"]
-    assert "did you mean 'gamma'?" in str(info.value) and "did you mean 'CosineAnnealingLR'?" in str(info.value)
+    assert "did you mean 'gamma'?" in str(info.value)
+    assert "did you mean 'CosineAnnealingLR'?" in str(info.value)

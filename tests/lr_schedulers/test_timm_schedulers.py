@@ -34,7 +34,7 @@ def _timm_steps(scheduler: Any, metric: bool) -> Any:
 
 def test_every_timm_class_is_registered_and_has_a_case() -> None:
     names = {f"timm_{name.split('/')[0]}" for name in CLASSES}
-    registered = {name for name in list_schedulers("timm_*", provider="timm")}
+    registered = set(list_schedulers("timm_*", provider="timm"))
     assert registered == names
 
 
@@ -45,7 +45,8 @@ def test_timm_class_by_name_equals_timm_stepped_per_epoch(case: str) -> None:
     mine, theirs = make_optimizer(), make_optimizer()
     built = build_named_scheduler(mine, {"name": f"timm_{cls_name}", **arguments})
     reference = getattr(timm_scheduler, cls_name)(theirs, **arguments)
-    assert isinstance(built, torch.optim.lr_scheduler.LRScheduler) and isinstance(built, TimmScheduler)
+    assert isinstance(built, torch.optim.lr_scheduler.LRScheduler)
+    assert isinstance(built, TimmScheduler)
     metric = cls_name == "PlateauLRScheduler"
     got = run(mine, (lambda k: built.step(metric_at(k))) if metric else (lambda k: built.step()), 200)
     want = run(theirs, _timm_steps(reference, metric), 200)
