@@ -44,6 +44,7 @@ class RangedChainedScheduler(lr_scheduler.LRScheduler):
         step_ranges: One ``[start, end)`` pair per scheduler.
 
     Example:
+        >>> import torch
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         >>> warm = lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
         >>> decay = lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
