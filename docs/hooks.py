@@ -263,12 +263,34 @@ def _optimizers_section() -> str:
     return "\n".join(lines)
 
 
+def _schedulers_section() -> str:
+    from optforge.lr_schedulers import scheduler_entries
+
+    lines = [
+        "## Schedulers by name",
+        "",
+        "A `schedule:` section may name one of these instead of holding a schedule "
+        "(see [Schedulers by name](schedulers.md)); `optforge list --schedulers` prints them.",
+        "",
+        "| name | provider | arguments | description |",
+        "|---|---|---|---|",
+    ]
+    for entry in scheduler_entries():
+        shown = [
+            f"`{name}`" if arg.required else f"`{name}={entry.defaults.get(name, arg.default)!r}`"
+            for name, arg in entry.parameters().items()
+        ]
+        lines.append(f"| `{entry.name}` | {entry.provider} | {_cell(', '.join(shown))} | {_cell(entry.description)} |")
+    return "\n".join([*lines, ""])
+
+
 def _sections() -> Iterator[str]:
     yield _document_section()
     yield "## Config models\n"
     for name, schema in _models().items():
         yield _model_section(name, schema)
     yield _optimizers_section()
+    yield _schedulers_section()
 
 
 def config_reference() -> str:

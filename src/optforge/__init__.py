@@ -26,6 +26,7 @@ from optforge.config_source import load_config
 from optforge.distributed import load_checkpoint, save_checkpoint
 from optforge.errors import ConfigError
 from optforge.explain import ParamTable, explain
+from optforge.lr_schedulers import list_schedulers, register_scheduler
 from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
 from optforge.registry import (
     OptimizerEntry,
@@ -66,6 +67,7 @@ __all__ = [
     "get_optimizer_class",
     "get_optimizer_entry",
     "list_optimizers",
+    "list_schedulers",
     "load_checkpoint",
     "load_config",
     "make_param_groups",
@@ -75,6 +77,7 @@ __all__ = [
     "parse_schedule",
     "plan_param_groups",
     "register_optimizer",
+    "register_scheduler",
     "resolve_schedule",
     "save_checkpoint",
     "unregister_optimizer",

@@ -199,21 +199,28 @@ def list_command(
     provider: Annotated[
         str | None, typer.Option("--provider", "-p", help="Only this provider's optimizers (torch, optforge, timm...).")
     ] = None,
+    schedulers: Annotated[
+        bool, typer.Option("--schedulers", help="List the learning-rate schedulers a schedule: section can name.")
+    ] = False,
 ) -> None:
-    """List the registered optimizers with their provider and description."""
+    """List the registered optimizers (or, with --schedulers, LR schedulers) with their provider and description."""
+    from optforge.lr_schedulers import scheduler_entries
     from optforge.registry import optimizer_entries
 
     glob = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
-    entries = optimizer_entries(glob, provider=provider)
+    what = "scheduler" if schedulers else "optimizer"
+    entries: Sequence[Any] = (scheduler_entries if schedulers else optimizer_entries)(glob, provider=provider)
     if not entries:
-        raise ConfigError(f"no optimizer matches {pattern!r}; run `optforge list` to see every name", path="pattern")
-    table = Table(title=f"{len(entries)} optimizers", title_justify="left")
+        flag = " --schedulers" if schedulers else ""
+        raise ConfigError(f"no {what} matches {pattern!r}; run `optforge list{flag}` to see every name", path="pattern")
+    table = Table(title=f"{len(entries)} {what}s", title_justify="left")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("provider")
     table.add_column("description")
     for entry in entries:
-        reason = entry.unavailable_reason()
+        reason = None if schedulers else entry.unavailable_reason()
         notes = [f"aliases: {', '.join(entry.aliases)}"] if entry.aliases else []
+        notes += ["steps on a metric"] if getattr(entry, "metric", False) else []
         description = Text(" ".join([entry.description, *(f"({note})" for note in notes)]))
         if reason:
             description.append(f" (unavailable: {reason})", style="yellow")

@@ -32,6 +32,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from optforge.errors import ConfigError, format_path, suggest, unknown_choice
+from optforge.lr_schedulers.section import build_named_scheduler, is_named_section
 from optforge.schedules import LearningRate, Schedule, make_schedule, resolve_schedule
 
 __all__ = ["HYPERPARAMETERS", "SCHEDULE_KEYS", "LRShim", "ScheduleChangedWarning", "build_scheduler"]
@@ -359,8 +360,11 @@ def build_scheduler(
     path: str = "schedule",
     steps_per_epoch: int | None = None,
     total_steps: int | None = None,
-) -> LRShim:
+) -> LRScheduler:
     """Build the :class:`LRShim` of a ``schedule:`` section (see ``docs/schedules.md``).
+
+    A section that names a scheduler (``{name: CosineAnnealingLR, T_max: 100}``)
+    builds that scheduler instead (see ``docs/schedulers.md``).
 
     ``schedule_config`` is ``None`` (each group's own lr, held constant), one
     schedule for all groups, a mapping of group names to schedules, or the full
@@ -386,6 +390,10 @@ def build_scheduler(
         from omegaconf import OmegaConf
 
         schedule_config = OmegaConf.to_container(schedule_config, resolve=True)
+    if is_named_section(schedule_config):
+        return build_named_scheduler(
+            optimizer, schedule_config, path=path, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+        )
     document: Mapping[str, Any]
     if isinstance(schedule_config, Mapping) and any(key in SCHEDULE_KEYS for key in schedule_config):
         for key in schedule_config:
@@ -450,7 +458,7 @@ def check_schedule_section(schedule_config: Any, *, path: str = "schedule") -> N
     from optforge.config.problems import Problems
     from optforge.schedules import parse_schedule
 
-    if schedule_config is None or (isinstance(schedule_config, Mapping) and "name" in schedule_config):
+    if schedule_config is None or is_named_section(schedule_config):
         return  # nothing to check, or a scheduler by name, checked against its signature when built
     problems = Problems()
     full_form = isinstance(schedule_config, Mapping) and any(key in SCHEDULE_KEYS for key in schedule_config)

@@ -259,3 +259,24 @@ def test_explain_shows_the_groups_the_template_form_builds() -> None:
     assert "template form" in str(table)
     group_column = table.columns.index("group")
     assert {row[group_column] for row in table.rows} == {"group0", "group1", None}  # None: the frozen layer
+
+
+@pytest.mark.parametrize("epochs", [200, 37])
+def test_build_lr_scheduler_takes_the_template_scheduler_file(epochs: int) -> None:
+    cfg = OmegaConf.create(
+        "epoch_scheduler:\n  name: step\n  class_name: MultiStepLR\n  checkpoint: null\n"
+        "  args: {milestones: [0.5, 0.75], gamma: 0.1}\niter_scheduler: null\n"
+    )
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    iter_scheduler, epoch_scheduler = template.build_lr_scheduler(cfg, optimizer, epochs, 1000)
+    reference_optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.MultiStepLR(
+        reference_optimizer, milestones=[round(0.5 * epochs), round(0.75 * epochs)], gamma=0.1
+    )
+    assert iter_scheduler is None
+    for _ in range(epochs):
+        assert epoch_scheduler.get_last_lr() == reference.get_last_lr()
+        optimizer.step()
+        reference_optimizer.step()
+        epoch_scheduler.step()
+        reference.step()

@@ -33,6 +33,7 @@ from optforge.builder import build_optimizer as _build_optimizer
 from optforge.config import TemplateGroup
 from optforge.config_source import to_plain
 from optforge.errors import ConfigError
+from optforge.lr_schedulers import build_template_schedulers
 from optforge.param_groups import template_groups
 from optforge.registry import get_optimizer_class, list_optimizers, register_optimizer
 
@@ -142,11 +143,21 @@ def param_groups_weight_decay(
 def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, epoch: int, max_iter: int) -> tuple[Any, Any]:
     """The template's ``(iter_scheduler, epoch_scheduler)`` from its scheduler file.
 
+    ``cfg`` holds ``epoch_scheduler`` and ``iter_scheduler`` sections (either may be
+    ``null``), each ``{name, class_name, args, checkpoint}``; lengths written as the
+    template writes them (float milestones, ``step_size <= 1``, timm's ``t_initial``...)
+    are fractions of the run: ``epoch`` epochs, or ``max_iter`` iterations.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> cfg = {"epoch_scheduler": {"name": "step", "class_name": "MultiStepLR",
+        ...                            "args": {"milestones": [0.5, 0.75], "gamma": 0.1}, "checkpoint": None},
+        ...        "iter_scheduler": None}
+        >>> iter_scheduler, epoch_scheduler = build_lr_scheduler(cfg, opt, 200, 1000)
+        >>> iter_scheduler is None, epoch_scheduler.milestones
+        (True, Counter({100: 1, 150: 1}))
+
     Raises:
-        ConfigError: always, in this version: schedulers by name are not available.
+        ConfigError: with every problem of both sections at once.
     """
-    raise ConfigError(
-        "the template's scheduler files name torch and timm scheduler classes, which this version of optforge "
-        "does not build; use an optforge schedule (see docs/schedules.md)",
-        path="epoch_scheduler",
-    )
+    return build_template_schedulers(cfg, optimizer, epoch, max_iter)

@@ -26,7 +26,10 @@ import lightning.pytorch as pl
 from torch import nn
 
 from optforge.builder import build
+from optforge.config_source import load_config
 from optforge.distributed import schedule_free_training, set_schedule_free_mode
+from optforge.errors import ConfigError
+from optforge.lr_schedulers import is_metric_driven, section_options
 
 __all__ = ["ScheduleFreeCallback", "configure_optimizers"]
 
@@ -43,17 +46,36 @@ def configure_optimizers(module: nn.Module, config: Any, *, params: Any = None) 
     Returns:
         ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval": "step", "frequency": 1}}``.
         Lightning steps the scheduler after each optimizer step (after the
-        accumulated step with ``accumulate_grad_batches``).
+        accumulated step with ``accumulate_grad_batches``). A scheduler-by-name
+        section sets its own ``interval`` (``step`` or ``epoch``), ``frequency``
+        and, for a metric-driven scheduler such as ``ReduceLROnPlateau``, the
+        ``monitor`` metric Lightning steps it with.
+
+    Raises:
+        ConfigError: for a bad config, or a metric-driven scheduler without ``monitor``.
 
     Schedules count optimizer steps; for a schedule over the whole run, put the
     run's length in the config (``schedule: {lr: ..., total_steps: ...}``, e.g.
     from ``self.trainer.estimated_stepping_batches``).
     """
     optimizer, scheduler = build(module if params is None else params, config)
-    return {
-        "optimizer": optimizer,
-        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "lr"},
+    section = load_config(config).get("schedule")
+    options = section_options(section)
+    settings: dict[str, Any] = {
+        "scheduler": scheduler,
+        "interval": options.get("interval", "step"),
+        "frequency": options.get("frequency", 1),
+        "name": "lr",
     }
+    if is_metric_driven(scheduler):
+        if not options.get("monitor"):
+            raise ConfigError(
+                f"{type(scheduler).__name__} steps on a metric: name the logged metric Lightning passes it "
+                "(monitor: val_loss)",
+                path="schedule.monitor",
+            )
+        settings.update(monitor=options["monitor"], reduce_on_plateau=True)
+    return {"optimizer": optimizer, "lr_scheduler": settings}
 
 
 class ScheduleFreeCallback(pl.Callback):

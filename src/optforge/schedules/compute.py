@@ -113,7 +113,12 @@ def _warmup_stable_decay(cfg: WarmupStableDecay) -> Schedule:
 
 
 def _warmup(cfg: Warmup) -> Schedule:
-    return shapes.with_warmup(_compile(cfg.schedule), cfg.warmup_steps, cfg.init_value)
+    body = _compile(cfg.schedule)
+    if cfg.prefix:
+        return shapes.with_warmup(body, cfg.warmup_steps, cfg.init_value)
+    # timm's warmup_prefix=False: the ramp replaces the body's first values; the body keeps its own count.
+    ramp, warmup = shapes.anneal(cfg.init_value, body(0), cfg.warmup_steps, "linear"), cfg.warmup_steps
+    return lambda step: ramp(step) if step < warmup else body(step)
 
 
 def _join(cfg: Join) -> Schedule:

@@ -314,21 +314,29 @@ class Warmup(_Schedule):
     """A linear warmup from ``init_value`` in front of any ``schedule``, which then counts from 0.
 
     The warmup reaches the schedule's step-0 value exactly at ``warmup_steps``.
+    With ``prefix: false`` the warmup instead takes the place of the schedule's
+    first ``warmup_steps`` values, and the schedule counts from step 0 of the run
+    (timm's ``warmup_prefix=False``): the ramp still heads for the schedule's
+    step-0 value, and the schedule takes over at ``warmup_steps`` where it is then.
     """
 
     warmup_steps: StepCount
     init_value: Value = 0.0
     schedule: LearningRate
+    prefix: bool = True
 
     def length(self) -> int | None:
-        """The warmup plus the wrapped schedule's length."""
+        """The warmup plus the wrapped schedule's length (the schedule's alone without ``prefix``)."""
         inner = self.schedule.length()
+        if not self.prefix:
+            return inner
         return None if inner is None or not _resolved(self.warmup_steps) else self.warmup_steps + inner
 
     def positions(self) -> Iterator[tuple[tuple[str | int, ...], int]]:
-        """The wrapped schedule's positions, shifted by the warmup."""
+        """The wrapped schedule's positions, shifted by the warmup when it is a ``prefix``."""
+        shift = self.warmup_steps if self.prefix else 0
         for parts, step in self.schedule.positions():
-            yield ("schedule", *parts), self.warmup_steps + step
+            yield ("schedule", *parts), shift + step
 
 
 class Phase(StrictModel):

@@ -1,0 +1,283 @@
+"""The scheduler registry: one data entry per learning-rate scheduler, looked up by name.
+
+Names are case-insensitive. Entries come from providers: ``torch`` (every
+``torch.optim.lr_scheduler`` scheduler, found by scanning the module),
+``optforge`` (the training template's ``PolynomialLRDecay`` and
+``CosineAnnealingWarmupReduceRestarts``) and ``timm``, loaded the first time a
+``timm_<Class>`` or ``timm.<name>`` name is asked for (``import optforge`` does
+not import timm).
+
+Example:
+    >>> import torch, optforge
+    >>> get_scheduler_entry("cosineannealinglr").resolve_class() is torch.optim.lr_scheduler.CosineAnnealingLR
+    True
+    >>> @optforge.register_scheduler(name="Halving")
+    ... class Halving(torch.optim.lr_scheduler.StepLR):
+    ...     def __init__(self, optimizer, step_size: int = 10):
+    ...         super().__init__(optimizer, step_size, gamma=0.5)
+    >>> optforge.list_schedulers("halv*")
+    ['Halving']
+    >>> unregister_scheduler("Halving")
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from optforge.errors import ConfigError, unknown_choice
+from optforge.lr_schedulers.entry import SchedulerEntry
+
+__all__ = [
+    "SchedulerProvider",
+    "get_scheduler_entry",
+    "list_schedulers",
+    "register_scheduler",
+    "register_scheduler_provider",
+    "scheduler_entries",
+    "unregister_scheduler",
+]
+
+
+@dataclass(frozen=True)
+class SchedulerProvider:
+    """A source of scheduler entries, loaded on first use.
+
+    Attributes:
+        name: The provider's name (``"timm"``).
+        loader: ``"module:function"``; the function registers the provider's entries.
+        prefixes: Name prefixes that belong to this provider; asking for one loads it.
+        package: The import name of the package it needs (``None`` for none).
+        builtin: Loaded whenever the registry is first used.
+    """
+
+    name: str
+    loader: str
+    prefixes: tuple[str, ...] = ()
+    package: str | None = None
+    builtin: bool = False
+
+    def is_installed(self) -> bool:
+        return self.package is None or importlib.util.find_spec(self.package) is not None
+
+
+_ENTRIES: dict[str, SchedulerEntry] = {}
+_LOOKUP: dict[str, str] = {}
+_PROVIDERS: dict[str, SchedulerProvider] = {}
+_LOADED: set[str] = set()
+_LOCK = threading.RLock()
+
+
+def register_scheduler_provider(provider: SchedulerProvider) -> None:
+    """Add a provider; its entries are registered when it is first needed."""
+    _PROVIDERS[provider.name] = provider
+
+
+def _load(provider: SchedulerProvider) -> None:
+    with _LOCK:
+        if provider.name in _LOADED:
+            return
+        _LOADED.add(provider.name)
+        try:
+            module_name, _, attr = provider.loader.partition(":")
+            getattr(importlib.import_module(module_name), attr)()
+        except BaseException:
+            _LOADED.discard(provider.name)
+            raise
+
+
+def _ensure_builtins() -> None:
+    for provider in list(_PROVIDERS.values()):
+        if provider.builtin and provider.name not in _LOADED:
+            _load(provider)
+
+
+def register_scheduler(
+    cls: type | str | None = None,
+    *,
+    name: str | None = None,
+    aliases: Iterable[str] = (),
+    provider: str = "user",
+    description: str = "",
+    overwrite: bool = False,
+    **fields: Any,
+) -> Any:
+    """Register a scheduler class; usable as a decorator or a plain call.
+
+    Args:
+        cls: The scheduler class (built as ``cls(optimizer, **arguments)``), or a
+            lazy ``"module:attr"``. Omit it to use the function as a decorator.
+        name: The name to register under; defaults to the class name.
+        aliases: Other names for the same entry.
+        provider: Who supplies it, shown in listings.
+        description: One line for listings; defaults to the docstring's first line.
+        overwrite: Replace an entry of the same name instead of raising.
+        **fields: Other :class:`~optforge.lr_schedulers.SchedulerEntry` fields
+            (``metric=True``, ``defaults={...}``, ``length_args=(...)``, ``factory=...``).
+
+    Returns:
+        The class when used as a decorator, else the new entry.
+
+    Example:
+        >>> import torch
+        >>> entry = register_scheduler(torch.optim.lr_scheduler.ExponentialLR, name="Decay99",
+        ...                            defaults={"gamma": 0.99})
+        >>> get_scheduler_entry("decay99").defaults["gamma"]
+        0.99
+        >>> unregister_scheduler("Decay99")
+    """
+    if cls is None:
+
+        def decorator(klass: type) -> type:
+            register_scheduler(
+                klass,
+                name=name,
+                aliases=aliases,
+                provider=provider,
+                description=description,
+                overwrite=overwrite,
+                **fields,
+            )
+            return klass
+
+        return decorator
+    if name is None:
+        if isinstance(cls, str):
+            raise ConfigError("a lazily registered scheduler needs an explicit name", path="name")
+        name = cls.__name__
+    if not isinstance(cls, str) and not callable(cls):
+        raise ConfigError(f"a scheduler must be a class or a factory, got {type(cls).__name__}", path="cls")
+    if not description and not isinstance(cls, str):
+        description = (cls.__doc__ or "").strip().split("\n", 1)[0].strip()
+    entry = SchedulerEntry(
+        name=name, cls=cls, provider=provider, description=description, aliases=tuple(aliases), **fields
+    )
+    with _LOCK:
+        keys = [entry.name.lower(), *(alias.lower() for alias in entry.aliases)]
+        if not overwrite:
+            for key in keys:
+                if key in _LOOKUP:
+                    raise ConfigError(
+                        f"a scheduler named {key!r} is already registered ({_LOOKUP[key]}); "
+                        "pass overwrite=True to replace it",
+                        path="name",
+                    )
+        elif entry.name in _ENTRIES:
+            _remove(entry.name)
+        _ENTRIES[entry.name] = entry
+        for key in keys:
+            _LOOKUP[key] = entry.name
+    return entry
+
+
+def _remove(canonical: str) -> None:
+    entry = _ENTRIES.pop(canonical)
+    for key in [entry.name.lower(), *(alias.lower() for alias in entry.aliases)]:
+        if _LOOKUP.get(key) == canonical:
+            del _LOOKUP[key]
+
+
+def unregister_scheduler(name: str) -> None:
+    """Remove a registered scheduler (by name or alias)."""
+    with _LOCK:
+        canonical = _LOOKUP.get(name.lower())
+        if canonical is None:
+            raise unknown_choice("name", name, _ENTRIES, what="scheduler")
+        _remove(canonical)
+
+
+def _provider_for(name: str) -> SchedulerProvider | None:
+    lowered = name.lower()
+    for provider in _PROVIDERS.values():
+        if any(lowered.startswith(prefix.lower()) for prefix in provider.prefixes):
+            return provider
+    return None
+
+
+def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerEntry:
+    """The registry entry for ``name`` (case-insensitive); loads its provider if needed.
+
+    Raises:
+        ConfigError: for an unknown name (with the closest names), or a timm name
+            when timm is not installed.
+
+    Example:
+        >>> get_scheduler_entry("CosineAnealingLR", path="schedule.name")
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: schedule.name: unknown scheduler 'CosineAnealingLR'; did you mean ...
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"the scheduler name must be a string, got {type(name).__name__} {name!r}", path=path)
+    _ensure_builtins()
+    key = name.lower()
+    if key not in _LOOKUP:
+        provider = _provider_for(name)
+        if provider is not None and provider.name not in _LOADED:
+            if not provider.is_installed():
+                raise ConfigError(
+                    f"{name!r} comes from {provider.package}, which is not installed; "
+                    f"install it with `pip install 'optforge[{provider.name}]'`",
+                    path=path,
+                )
+            _load(provider)
+    if key not in _LOOKUP:
+        raise unknown_choice(
+            path,
+            name,
+            [*_ENTRIES, *(alias for entry in _ENTRIES.values() for alias in entry.aliases)],
+            what="scheduler",
+            hint="See optforge.list_schedulers() or `optforge list --schedulers` for every name",
+        )
+    return _ENTRIES[_LOOKUP[key]]
+
+
+def scheduler_entries(pattern: str = "*", *, provider: str | None = None) -> list[SchedulerEntry]:
+    """Registered entries whose name matches the glob ``pattern`` (case-insensitive); loads installed providers."""
+    _ensure_builtins()
+    for prov in list(_PROVIDERS.values()):
+        if prov.name not in _LOADED and prov.is_installed() and provider in (None, prov.name):
+            _load(prov)
+    known = {entry.provider for entry in _ENTRIES.values()} | set(_PROVIDERS)
+    if provider is not None and provider not in known:
+        raise unknown_choice("provider", provider, known, what="provider")
+    pattern = pattern.lower()
+    return sorted(
+        (
+            entry
+            for entry in _ENTRIES.values()
+            if fnmatch.fnmatchcase(entry.name.lower(), pattern) and provider in (None, entry.provider)
+        ),
+        key=lambda e: (e.provider != "torch", e.provider, e.name.lower()),
+    )
+
+
+def list_schedulers(pattern: str = "*", *, provider: str | None = None) -> list[str]:
+    """Names of the registered schedulers matching the glob ``pattern``.
+
+    Example:
+        >>> list_schedulers("cosine*", provider="torch")
+        ['CosineAnnealingLR', 'CosineAnnealingWarmRestarts']
+    """
+    return [entry.name for entry in scheduler_entries(pattern, provider=provider)]
+
+
+register_scheduler_provider(
+    SchedulerProvider(name="torch", loader="optforge.lr_schedulers.providers:register_torch", builtin=True)
+)
+register_scheduler_provider(
+    SchedulerProvider(name="optforge", loader="optforge.lr_schedulers.providers:register_optforge", builtin=True)
+)
+register_scheduler_provider(
+    SchedulerProvider(
+        name="timm",
+        loader="optforge.lr_schedulers.providers:register_timm",
+        prefixes=("timm_", "timm."),
+        package="timm",
+    )
+)

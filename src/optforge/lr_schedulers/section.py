@@ -1,0 +1,388 @@
+"""Read a scheduler-by-name section, check all of it, and build the scheduler.
+
+Two section forms name a scheduler of the registry:
+
+- flat, like optimizer sections: ``{name: CosineAnnealingLR, T_max: 100}``;
+- the training template's: ``{name: a label, class_name: CosineAnnealingLR,
+  args: {T_max: 100}, checkpoint: null}`` (``class_name`` names the scheduler;
+  without it, ``name`` does).
+
+Both may add the keys of :data:`SECTION_OPTIONS` (``interval``, ``monitor``, a
+warmup before a metric-driven scheduler...). ``SequentialLR`` and
+``ChainedScheduler`` take a list of nested sections as ``schedulers``.
+
+Example:
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    >>> sched = build_named_scheduler(opt, {"name": "StepLR", "step_size": {"fraction": 0.5}}, total_steps=10)
+    >>> type(sched).__name__, sched.step_size
+    ('StepLR', 5)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optforge.config_source import to_plain
+from optforge.errors import ConfigError, format_path, suggest
+from optforge.lr_schedulers.arguments import check_arguments, is_length, resolve_lengths
+from optforge.lr_schedulers.entry import SchedulerEntry
+from optforge.lr_schedulers.plateau import WarmupPlateau
+from optforge.lr_schedulers.registry import get_scheduler_entry
+from optforge.lr_schedulers.template_rules import apply_template_rules
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "SECTION_OPTIONS",
+    "TEMPLATE_DOCUMENT_KEYS",
+    "SchedulerSpec",
+    "build_from_spec",
+    "build_named_scheduler",
+    "is_named_section",
+    "parse_section",
+    "section_options",
+]
+
+# Keys a section may hold besides the scheduler's arguments, with what each does.
+SECTION_OPTIONS: Mapping[str, str] = {
+    "interval": "step or epoch: when a trainer steps the scheduler (read by the Lightning helper; default step)",
+    "frequency": "step the scheduler every this many intervals (Lightning; default 1)",
+    "monitor": "the logged metric a metric-driven scheduler is stepped with (Lightning)",
+    "checkpoint": "a file holding a saved state of this scheduler, loaded after it is built",
+    "warmup_steps": "metric-driven schedulers only: a linear warmup over this many steps before the first metric",
+    "warmup_start_factor": "the fraction of the lr the warmup starts from, in [0, 1] (default 0)",
+    "steps_per_epoch": "steps per epoch, for lengths written {epochs: x}",
+    "total_steps": "steps of the run, for lengths written {fraction: x}",
+}
+CONTEXT_KEYS: tuple[str, ...] = ("steps_per_epoch", "total_steps")
+TEMPLATE_KEYS: tuple[str, ...] = ("name", "class_name", "args")
+TEMPLATE_DOCUMENT_KEYS: tuple[str, ...] = ("epoch_scheduler", "iter_scheduler")
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A checked scheduler section, ready to build.
+
+    Attributes:
+        entry: The registry entry.
+        arguments: Checked arguments; nested sections are lists of specs.
+        path: The config path of the section.
+        options: The section's :data:`SECTION_OPTIONS` values.
+    """
+
+    entry: SchedulerEntry
+    arguments: dict[str, Any]
+    path: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def is_named_section(section: Any) -> bool:
+    """True for a section that names a scheduler (or holds the template's two), rather than a schedule.
+
+    Example:
+        >>> is_named_section({"name": "StepLR", "step_size": 10}), is_named_section({"constant": 0.1})
+        (True, False)
+    """
+    section = to_plain(section) if type(section).__module__.startswith("omegaconf") else section
+    if not isinstance(section, Mapping):
+        return False
+    if any(isinstance(section.get(key), str) for key in ("name", "class_name")):
+        return True
+    return bool(section) and all(key in TEMPLATE_DOCUMENT_KEYS for key in section)
+
+
+def _positive(name: str, value: Any, path: str, problems: list[tuple[str, str]]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        problems.append((format_path(path, name), f"{name} must be a positive integer, got {value!r}"))
+        return None
+    return value
+
+
+def _merge_context(
+    given: Mapping[str, int | None], section: Mapping[str, Any], path: str, problems: list[tuple[str, str]]
+) -> dict[str, int | None]:
+    context = dict(given)
+    for name in CONTEXT_KEYS:
+        value = _positive(name, section.get(name), path, problems)
+        if value is None:
+            continue
+        if context.get(name) is not None and context[name] != value:
+            problems.append((format_path(path, name), f"{name} is {value} here but {context[name]} for the run"))
+            continue
+        context[name] = value
+    return context
+
+
+def _split(
+    section: Mapping[str, Any], path: str, problems: list[tuple[str, str]]
+) -> tuple[str, str, dict[str, Any], str, dict[str, Any]] | None:
+    """(scheduler name, its path, arguments, their path, options) of either section form."""
+    if "class_name" in section or "args" in section:
+        key = "class_name" if "class_name" in section else "name"
+        args = section.get("args") or {}
+        args_path = format_path(path, "args")
+        if not isinstance(args, Mapping):
+            problems.append((args_path, f"expected a mapping of arguments or null, got {type(args).__name__}"))
+            return None
+        options = {}
+        for item in section:
+            if item in TEMPLATE_KEYS:
+                continue
+            if item in SECTION_OPTIONS:
+                options[item] = section[item]
+            else:
+                valid = [*TEMPLATE_KEYS, *SECTION_OPTIONS]
+                close = suggest(str(item), valid)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
+                problems.append(
+                    (
+                        format_path(path, str(item)),
+                        f"unknown key{hint} Valid keys: {', '.join(valid)}; the scheduler's arguments go under args",
+                    )
+                )
+        return section[key], format_path(path, key), dict(args), args_path, options
+    args = {key: value for key, value in section.items() if key != "name"}
+    return section["name"], format_path(path, "name"), args, path, {}
+
+
+def parse_section(
+    section: Any,
+    path: str,
+    context: Mapping[str, int | None],
+    problems: list[tuple[str, str]],
+    *,
+    num_loop: int | None = None,
+) -> SchedulerSpec | None:
+    """Check a section (and its nested ones); append every problem to ``problems``.
+
+    Args:
+        section: A flat or template section.
+        path: Its config path.
+        context: ``{"steps_per_epoch": ..., "total_steps": ...}`` of the run.
+        problems: Where problems go, as ``(path, message)``.
+        num_loop: The run's length for the training template's rewrites
+            (:mod:`~optforge.lr_schedulers.template_rules`); template sections use
+            ``total_steps`` when it is not given.
+
+    Returns:
+        The spec, or ``None`` when a problem stops the check early.
+    """
+    section = to_plain(section)
+    if not isinstance(section, Mapping):
+        problems.append((path, f"expected a scheduler section (a mapping with a name), got {type(section).__name__}"))
+        return None
+    parts = _split(section, path, problems)
+    if parts is None:
+        return None
+    name, name_path, args, args_path, options = parts
+    template = "class_name" in section or "args" in section
+    try:
+        entry = get_scheduler_entry(name, path=name_path)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        return None
+    parameters = entry.parameters()
+    if not template:  # in a flat section, keys that are not arguments may be options
+        for key in list(args):
+            if key in SECTION_OPTIONS and key not in parameters:
+                options[key] = args.pop(key)
+    # The run's length may come from the section; an argument of that name (OneCycleLR's) counts when it is a number.
+    given = {k: args[k] for k in CONTEXT_KEYS if isinstance(args.get(k), int) and not isinstance(args[k], bool)}
+    context = _merge_context(context, {**options, **given}, path, problems)
+    for key in CONTEXT_KEYS:
+        options.pop(key, None)
+    if num_loop is None and template:
+        num_loop = context.get("total_steps")
+    if num_loop is not None:
+        args = apply_template_rules(entry.name, args, num_loop)
+    values = {**entry.defaults, **args}
+    nested: dict[str, list[SchedulerSpec]] = {}
+    for key in entry.nested:
+        if key not in values:
+            continue
+        where = format_path(args_path, key)
+        items = values[key]
+        if not isinstance(items, list | tuple) or not items:
+            problems.append((where, f"expected a list of scheduler sections, got {items!r}"))
+            continue
+        specs = [
+            parse_section(item, format_path(where, i), context, problems, num_loop=num_loop)
+            for i, item in enumerate(items)
+        ]
+        nested[key] = [spec for spec in specs if spec is not None]
+    checked = check_arguments(entry, values, args_path, context, problems=problems, skip=tuple(entry.nested))
+    checked.update(nested)
+    options = _check_options(entry, options, path, context, problems)
+    return SchedulerSpec(entry, checked, path, options)
+
+
+def _check_options(
+    entry: SchedulerEntry,
+    options: dict[str, Any],
+    path: str,
+    context: Mapping[str, int | None],
+    problems: list[tuple[str, str]],
+) -> dict[str, Any]:
+    out = dict(options)
+    where = {key: format_path(path, key) for key in options}
+    if out.get("interval", "step") not in ("step", "epoch"):
+        problems.append((where["interval"], f"expected step or epoch, got {out['interval']!r}"))
+    frequency = out.get("frequency", 1)
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        problems.append((where["frequency"], f"expected a whole number >= 1, got {frequency!r}"))
+    if "monitor" in out and not isinstance(out["monitor"], str):
+        problems.append((where["monitor"], f"expected the name of a logged metric, got {out['monitor']!r}"))
+    checkpoint = out.get("checkpoint")
+    if checkpoint is not None and not isinstance(checkpoint, str | os.PathLike):
+        problems.append((where["checkpoint"], f"expected a file path or null, got {checkpoint!r}"))
+    if "warmup_steps" in out or "warmup_start_factor" in out:
+        if not entry.metric:
+            key = "warmup_steps" if "warmup_steps" in out else "warmup_start_factor"
+            problems.append(
+                (
+                    where[key],
+                    f"a warmup section key is for metric-driven schedulers; for {entry.name}, put a "
+                    "LinearLR before it in a SequentialLR",
+                )
+            )
+            return out
+        steps = out.get("warmup_steps")
+        try:
+            steps = steps if not is_length(steps) else resolve_lengths(steps, context, where["warmup_steps"])
+        except ConfigError as error:
+            problems.extend(error.problems)
+            return out
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            problems.append(
+                (format_path(path, "warmup_steps"), f"expected a whole number >= 1 (or a length), got {steps!r}")
+            )
+        out["warmup_steps"] = steps
+        factor = out.get("warmup_start_factor", 0.0)
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0.0 <= factor <= 1.0:
+            problems.append((format_path(path, "warmup_start_factor"), f"must be in [0, 1], got {factor!r}"))
+    return out
+
+
+def build_from_spec(optimizer: torch.optim.Optimizer, spec: SchedulerSpec) -> Any:
+    """Build a checked spec (nested schedulers first, in order) on ``optimizer``."""
+    arguments = {
+        key: [build_from_spec(optimizer, item) for item in value] if key in spec.entry.nested else value
+        for key, value in spec.arguments.items()
+    }
+    try:
+        scheduler = spec.entry.create(optimizer, **arguments)
+    except (ValueError, TypeError, AssertionError, KeyError, ZeroDivisionError) as exc:
+        raise ConfigError(f"{spec.entry.name} rejected the config: {exc}", path=spec.path) from exc
+    if spec.options.get("warmup_steps"):
+        scheduler = WarmupPlateau(
+            optimizer, scheduler, spec.options["warmup_steps"], float(spec.options.get("warmup_start_factor", 0.0))
+        )
+    if spec.options.get("checkpoint") is not None:
+        load_checkpoint(scheduler, spec.options["checkpoint"], format_path(spec.path, "checkpoint"), spec.arguments)
+    return scheduler
+
+
+def load_checkpoint(scheduler: Any, file: str | os.PathLike[str], path: str, arguments: Mapping[str, Any]) -> None:
+    """Load a saved state into ``scheduler``; warn where it replaces a configured argument.
+
+    Raises:
+        ConfigError: when the file is missing, unreadable, or the state of another scheduler.
+    """
+    from optforge.scheduler import ScheduleChangedWarning
+
+    location = Path(file)
+    if not location.is_file():
+        raise ConfigError(f"no scheduler checkpoint at {str(file)!r}", path=path)
+    try:
+        state = torch.load(location, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"cannot read {str(file)!r} as a scheduler state: {exc}", path=path) from None
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"{str(file)!r} holds a {type(state).__name__}, not a scheduler state", path=path)
+    fresh = scheduler.state_dict()
+    missing, unexpected = sorted(set(fresh) - set(state)), sorted(set(state) - set(fresh))
+    if missing or unexpected:
+        raise ConfigError(
+            f"{str(file)!r} is not a state of {type(scheduler).__name__}: missing keys {missing}, "
+            f"unexpected keys {unexpected}",
+            path=path,
+        )
+    changed = [key for key in arguments if key in state and _differs(state[key], fresh[key])]
+    if changed:
+        details = ", ".join(f"{key}={state[key]!r} (configured {fresh[key]!r})" for key in changed)
+        warnings.warn(f"{path}: the saved state replaces {details}", ScheduleChangedWarning, stacklevel=3)
+    try:
+        scheduler.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ConfigError(f"cannot load {str(file)!r} into {type(scheduler).__name__}: {exc}", path=path) from None
+
+
+def _differs(saved: Any, current: Any) -> bool:
+    try:
+        return bool(saved != current)
+    except Exception:
+        return False
+
+
+def section_options(section: Any) -> dict[str, Any]:
+    """What a trainer needs to know of a by-name section: its ``interval``, ``frequency``, ``monitor``
+    (when set) and ``metric`` (whether ``step()`` needs a metric); ``{}`` for any other section.
+
+    Example:
+        >>> section_options({"name": "ReduceLROnPlateau", "interval": "epoch", "monitor": "val_loss"})
+        {'interval': 'epoch', 'monitor': 'val_loss', 'metric': True}
+    """
+    if not is_named_section(section):
+        return {}
+    spec = parse_section(section, "schedule", {}, [])
+    if spec is None:
+        return {}
+    wanted = {key: value for key, value in spec.options.items() if key in ("interval", "frequency", "monitor")}
+    return {**wanted, "metric": spec.entry.metric}
+
+
+def build_named_scheduler(
+    optimizer: torch.optim.Optimizer,
+    section: Any,
+    *,
+    path: str = "schedule",
+    steps_per_epoch: int | None = None,
+    total_steps: int | None = None,
+) -> Any:
+    """Build the scheduler a by-name section describes, after checking all of it.
+
+    Args:
+        optimizer: The optimizer to schedule.
+        section: A flat or template section (see the module docstring).
+        path: Its config path, for messages.
+        steps_per_epoch: Steps per epoch, for lengths written ``{epochs: x}``.
+        total_steps: Steps of the run, for ``{fraction: x}`` and the template's rewrites.
+
+    Raises:
+        ConfigError: with every problem of the section and its nested ones.
+    """
+    section = to_plain(section)
+    if isinstance(section, Mapping) and section and all(key in TEMPLATE_DOCUMENT_KEYS for key in section):
+        raise ConfigError(
+            "epoch_scheduler and iter_scheduler are two schedulers: build them with "
+            "optforge.lr_schedulers.build_template_schedulers(cfg, optimizer, epoch, max_iter)",
+            path=path,
+        )
+    problems: list[tuple[str, str]] = []
+    context = {
+        "steps_per_epoch": _positive("steps_per_epoch", steps_per_epoch, path, problems),
+        "total_steps": _positive("total_steps", total_steps, path, problems),
+    }
+    spec = parse_section(section, path, context, problems)
+    if problems or spec is None:
+        raise ConfigError.from_problems(problems)
+    return build_from_spec(optimizer, spec)
