@@ -280,3 +280,28 @@ def test_build_lr_scheduler_takes_the_template_scheduler_file(epochs: int) -> No
         reference_optimizer.step()
         epoch_scheduler.step()
         reference.step()
+
+
+def test_schedulers_step_as_the_template_trainer_steps_them() -> None:
+    cfg = {
+        "epoch_scheduler": {
+            "name": "plateau",
+            "class_name": "ReduceLROnPlateau",
+            "checkpoint": None,
+            "args": {"mode": "min", "factor": 0.5, "patience": 1},
+        },
+        "iter_scheduler": {"name": "warm", "class_name": "LinearLR", "checkpoint": None, "args": {"start_factor": 0.1}},
+    }
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    iter_scheduler, epoch_scheduler = template.build_lr_scheduler(cfg, optimizer, 6, 10)
+    assert isinstance(epoch_scheduler.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert iter_scheduler.total_iters == 10  # a missing total_iters is the run's length
+    for it in range(1, 11):
+        optimizer.step()
+        iter_scheduler.step(epoch=it)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
+    for k, loss in enumerate([1.0] * 5, start=1):  # patience 1: halved after epochs 3 and 5
+        epoch_scheduler.step(epoch=k, metric=loss)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="goes back"):
+        iter_scheduler.step(epoch=3)

@@ -33,12 +33,13 @@ from optforge.builder import build_optimizer as _build_optimizer
 from optforge.config import TemplateGroup
 from optforge.config_source import to_plain
 from optforge.errors import ConfigError
-from optforge.lr_schedulers import build_template_schedulers
+from optforge.lr_schedulers import build_template_schedulers, is_metric_driven
 from optforge.param_groups import template_groups
 from optforge.registry import get_optimizer_class, list_optimizers, register_optimizer
 
 __all__ = [
     "OPTIMIZER_REGISTRY",
+    "TemplateStepping",
     "build_lr_scheduler",
     "build_optimizer",
     "get_param_group",
@@ -140,6 +141,43 @@ def param_groups_weight_decay(
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+class TemplateStepping:
+    """A scheduler stepped as the template's trainer steps it: ``step(epoch=k, metric=loss)``.
+
+    ``epoch=k`` advances the scheduler to step ``k`` (one step when the trainer
+    counts up one at a time); a metric-driven scheduler (``ReduceLROnPlateau``,
+    timm's plateau) gets ``metric``, the others ignore it as the template's do.
+    Every other attribute (``state_dict``, ``get_last_lr``, ``optimizer``...) is
+    the wrapped scheduler's, which ``scheduler`` holds.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = TemplateStepping(torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
+        >>> for k in range(1, 5):
+        ...     sched.step(epoch=k, metric=0.3)
+        >>> sched.get_last_lr()
+        [0.25]
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def step(self, epoch: int | None = None, metric: float | None = None) -> None:
+        """Advance to ``epoch`` (or by one step), passing ``metric`` to a metric-driven scheduler."""
+        last = getattr(self.scheduler, "last_epoch", None)
+        steps = 1 if epoch is None or not isinstance(last, int) else epoch - last
+        if steps < 1:
+            raise ValueError(f"step(epoch={epoch}) goes back: the scheduler is already at step {last}")
+        for _ in range(steps):
+            if is_metric_driven(self.scheduler):
+                self.scheduler.step(metric)
+            else:
+                self.scheduler.step()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scheduler, name)
+
+
 def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, epoch: int, max_iter: int) -> tuple[Any, Any]:
     """The template's ``(iter_scheduler, epoch_scheduler)`` from its scheduler file.
 
@@ -156,8 +194,13 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, epoch: int, m
         >>> iter_scheduler, epoch_scheduler = build_lr_scheduler(cfg, opt, 200, 1000)
         >>> iter_scheduler is None, epoch_scheduler.milestones
         (True, Counter({100: 1, 150: 1}))
+        >>> for k in range(1, 101):
+        ...     epoch_scheduler.step(epoch=k, metric=0.5)  # as the template's trainer steps it
+        >>> [round(lr, 6) for lr in epoch_scheduler.get_last_lr()]
+        [0.01]
 
     Raises:
         ConfigError: with every problem of both sections at once.
     """
-    return build_template_schedulers(cfg, optimizer, epoch, max_iter)
+    iter_scheduler, epoch_scheduler = build_template_schedulers(cfg, optimizer, epoch, max_iter)
+    return tuple(None if s is None else TemplateStepping(s) for s in (iter_scheduler, epoch_scheduler))  # type: ignore[return-value]
