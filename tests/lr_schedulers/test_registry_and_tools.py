@@ -52,6 +52,24 @@ def test_users_register_their_own_by_call_or_decorator() -> None:
     assert optforge.list_schedulers("halv*") == []
 
 
+def warm_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warmup, then cosine: a function that builds a scheduler registers as a class does."""
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=warmup)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, cosine], milestones=[warmup])
+
+
+def test_a_registered_function_is_checked_against_its_own_signature() -> None:
+    optforge.register_scheduler(warm_cosine, name="WarmCosine", length_args=("warmup", "total"))
+    try:
+        scheduler = optforge.build_scheduler(make_optimizer(), {"name": "warmcosine", "warmup": 5, "total": 50})
+        assert isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR)
+        with pytest.raises(ConfigError, match=r"schedule\.total: required argument of WarmCosine is missing"):
+            optforge.build_scheduler(make_optimizer(), {"name": "WarmCosine", "warmup": 5})
+    finally:
+        unregister_scheduler("WarmCosine")
+
+
 def test_the_cli_lists_schedulers() -> None:
     result = CliRunner().invoke(app, ["list", "--schedulers", "plateau"])
     assert result.exit_code == 0, result.output

@@ -103,7 +103,8 @@ class SchedulerEntry:
 
     Attributes:
         name: The canonical name, as listed (``"CosineAnnealingLR"``, ``"timm_CosineLRScheduler"``).
-        cls: The scheduler class, or a lazy ``"module:attr"`` string.
+        cls: The scheduler class (or a function ``f(optimizer, **arguments)`` returning
+            a scheduler), or a lazy ``"module:attr"`` string.
         provider: Who supplies it (``"torch"``, ``"timm"``, ``"optforge"``, ``"user"``).
         description: One line for listings.
         aliases: Other names that reach this entry.
@@ -153,7 +154,10 @@ class SchedulerEntry:
     def _signature_source(self) -> Callable[..., Any]:
         if self.signature is not None:
             return self.signature
-        return self.factory if self.factory is not None else self.resolve_class().__init__
+        if self.factory is not None:
+            return self.factory
+        target = self.resolve_class()
+        return target.__init__ if inspect.isclass(target) else target  # a class, or a function building one
 
     def parameters(self) -> dict[str, Argument]:
         """The arguments a config may set (nested ones included), by name, in signature order."""
