@@ -171,14 +171,39 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
     return checked
 
 
+def _build_over_model(model: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """Build an entry whose constructor takes the model (``entry.takes``: LOMO, AdamMini) rather than parameters."""
+    name, takes = spec.entry.name, spec.entry.takes
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"{name} takes the model itself (its {takes.replace('_', ' ')}), not a list of parameters: "
+            f"pass the nn.Module; got {type(model).__name__}",
+            path=format_path(spec.path, "name"),
+        )
+    asked = [key for key, value in spec.options.items() if value not in (None, False)]
+    if asked or spec.document.get("multi_task_learning_rates") is not None:
+        where = format_path(spec.path, asked[0]) if asked else "multi_task_learning_rates"
+        raise ConfigError(f"{name} groups the model's parameters itself; remove this key", path=where)
+    target = model if takes == "module" else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    try:
+        return spec.entry.create(target, **spec.hyperparameters)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} rejected the config: {exc}", path=spec.path) from exc
+
+
 def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Instantiate a validated spec over ``model_or_params``."""
+    if spec.entry.takes != "params":
+        return _build_over_model(model_or_params, spec)
     params: Any = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
     if params is None:
         params = collect_params(model_or_params)
         if params and isinstance(params[0], dict):
             params = _check_groups(spec, params)
+    from optforge.composite import check_matrix_params
     from optforge.distributed import zero_factory
+
+    check_matrix_params(model_or_params, params, spec)  # 2-D-only optimizers (Muon) over other shapes
 
     create = zero_factory(spec)  # spec.entry.create, or a ZeRO wrap of it with zero: true
     try:
@@ -212,6 +237,11 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
         >>> opt.defaults["nesterov"], opt.defaults["momentum"]
         (True, 0.9)
     """
+    from optforge.composite import build_composite, composite_document
+
+    document = composite_document(config)
+    if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
+        return build_composite(model_or_params, document["optimizer"], document=document)
     return build_from_spec(model_or_params, resolve_optimizer_spec(config))
 
 
@@ -233,8 +263,12 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
         >>> opt.step(); sched.step(); round(sched.get_last_lr()[0], 6)
         0.001
     """
+    from optforge.composite import build_composite_and_scheduler, composite_document
     from optforge.scheduler import LRShim, build_scheduler
 
+    document = composite_document(config)
+    if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
+        return build_composite_and_scheduler(model_or_params, document)
     spec = resolve_optimizer_spec(config)
     optimizer = build_from_spec(model_or_params, spec)
     if spec.learning_rate is not None and spec.document.get("schedule") is not None:

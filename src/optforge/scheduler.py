@@ -100,7 +100,8 @@ def match_groups(
 
     When no group has a ``"name"``, entries match groups by order and there must
     be one per group. Otherwise they match by label (:func:`group_labels`), and
-    every group marked ``required`` needs one.
+    every group marked ``required`` needs one; in a composite optimizer, an entry
+    keyed by a part's name stands for each of that part's groups.
 
     Raises:
         ConfigError: for a count mismatch, an unknown name or a missing group.
@@ -117,6 +118,8 @@ def match_groups(
             )
         return [mapping[key] for key in keys]
     labels = group_labels(param_groups)
+    mapping = _by_part(param_groups, mapping, labels)
+    keys = list(mapping)
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"param group names must be unique to match {what}s; repeated: {repeated}", path=path)
@@ -127,6 +130,20 @@ def match_groups(
     if missing:
         raise ConfigError(f"no {what} for param group(s) {', '.join(missing)}; groups: {', '.join(labels)}", path=path)
     return [mapping.get(label) for label in labels]
+
+
+def _by_part(
+    param_groups: Sequence[Mapping[str, Any]], mapping: Mapping[str, Any], labels: list[str]
+) -> Mapping[str, Any]:
+    """Entries keyed by the part of a composite optimizer (``group["part"]``) stand for each of its groups."""
+    parts = {group["part"] for group in param_groups if "part" in group}
+    if not any(key in parts and key not in labels for key in mapping):
+        return mapping
+    expanded = {key: value for key, value in mapping.items() if key in labels or key not in parts}
+    for label, group in zip(labels, param_groups):
+        if label not in expanded and group.get("part") in mapping:
+            expanded[label] = mapping[group["part"]]
+    return expanded
 
 
 def _fingerprint(data: Any) -> str:
