@@ -9,10 +9,12 @@ Example:
 """
 
 from optforge.builder import build, build_optimizer
+from optforge.composite import build_composite, muon_recipe
 from optforge.config_source import load_config
 from optforge.distributed import load_checkpoint, save_checkpoint
 from optforge.errors import ConfigError
 from optforge.explain import ParamTable, explain
+from optforge.optimizers.composite import CompositeOptimizer
 from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
 from optforge.registry import (
     OptimizerEntry,
@@ -27,6 +29,7 @@ from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler
 from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_schedule, resolve_schedule
 
 __all__ = [
+    "CompositeOptimizer",
     "ConfigError",
     "LRShim",
     "LearningRate",
@@ -36,6 +39,7 @@ __all__ = [
     "ParamTable",
     "ScheduleChangedWarning",
     "build",
+    "build_composite",
     "build_optimizer",
     "build_scheduler",
     "compute_lr",
@@ -47,6 +51,7 @@ __all__ = [
     "load_config",
     "make_param_groups",
     "make_schedule",
+    "muon_recipe",
     "optimizer_entries",
     "parse_schedule",
     "plan_param_groups",

@@ -69,6 +69,7 @@ __all__ = [
     "build_composite",
     "build_composite_and_scheduler",
     "check_matrix_params",
+    "check_parts",
     "composite_document",
     "explain_composite",
     "muon_recipe",
@@ -134,6 +135,16 @@ def composite_document(config: Any) -> dict[str, Any] | None:
     if unknown:
         raise unknown_choice(str(unknown[0]), unknown[0], DOCUMENT_KEYS, what="top-level key")
     return {**doc, "optimizer": list(doc["optimizer"])}
+
+
+def _in_order(problems: list[tuple[str, str]], path: str) -> list[tuple[str, str]]:
+    """The problems once each, by part (``optimizer[0]`` first), those of the whole list last."""
+
+    def part_index(problem: tuple[str, str]) -> int:
+        rest = problem[0].removeprefix(path + "[")
+        return int(rest.split("]", 1)[0]) if rest != problem[0] and rest.split("]", 1)[0].isdigit() else 1 << 30
+
+    return sorted(dict.fromkeys(problems), key=part_index)
 
 
 def _rebased(err: ConfigError, where: str) -> list[tuple[str, str]]:
@@ -296,7 +307,7 @@ def _matrix_problem(name: str, bad: Sequence[ParamInfo], path: str, *, composite
     else:
         advice = (
             f"give it the 2-D weights and the rest to another optimizer in one composite: optimizer: "
-            f"[{{name: {name}, params: {{ndim: 2}}}}, {{name: AdamW}}] (optforge.composite.muon_recipe "
+            f"[{{name: {name}, params: {{ndim: 2}}}}, {{name: AdamW}}] (optforge.muon_recipe "
             "picks the hidden layers' weights)"
         )
     return path, f"{name} takes 2-D parameters only, but got {len(bad)} other(s): {_listed(bad)}; {advice}"
@@ -380,6 +391,103 @@ def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
     return problems
 
 
+@dataclass
+class _Parsed:
+    """The parts of a list, read: each spec, selector and name, and the problems found."""
+
+    specs: list[OptimizerSpec | None] = field(default_factory=list)
+    rules: list[_Rule | None] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    broken: set[int] = field(default_factory=set)  # parts whose selector could not be read
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _parse_parts(
+    parts: Sequence[Any],
+    path: str,
+    document: Mapping[str, Any],
+    inputs: tuple[list[ParamInfo], nn.Module | None, bool] | None,
+) -> _Parsed:
+    """Read every part; ``inputs`` (the parameters, model, names known) checks the selectors against them."""
+    parsed = _Parsed()
+    for index, raw in enumerate(parts):
+        where = format_path(path, index)
+        spec = rule = None
+        name = f"part{index}"
+        if not isinstance(raw, Mapping):
+            parsed.problems.append(
+                (where, f"expected an optimizer section (a mapping), got {type(raw).__name__} {raw!r}")
+            )
+            parsed.broken.add(index)
+        else:
+            section = {key: value for key, value in raw.items() if key not in PART_KEYS}
+            try:
+                spec = _resolve_part(section, where, document)
+                parsed.problems += _part_problems(spec, where)
+            except ConfigError as err:
+                parsed.problems += err.problems
+            try:
+                if raw.get("params") is not None:
+                    rule = _selector(raw["params"], index, format_path(where, "params"))
+                    if inputs is not None:
+                        _check_selector(rule, where, *inputs)
+            except ConfigError as err:
+                parsed.problems += err.problems
+                parsed.broken.add(index)
+            try:
+                name = _part_name(raw, spec, index, where)
+            except ConfigError as err:
+                parsed.problems += err.problems
+        parsed.specs.append(spec)
+        parsed.rules.append(rule)
+        parsed.names.append(name)
+    # Default names that repeat get their index; names given twice are an error.
+    names = parsed.names
+    repeated = {name for name in names if names.count(name) > 1}
+    for index, name in enumerate(names):
+        if name in repeated:
+            if isinstance(parts[index], Mapping) and parts[index].get("part") is not None:
+                parsed.problems.append((format_path(path, index, "part"), f"part name {name!r} is used twice"))
+            else:
+                names[index] = f"{name}{index}"
+    return parsed
+
+
+def _check_selector(rule: _Rule, where: str, infos: list[ParamInfo], model: nn.Module | None, named: bool) -> None:
+    if rule.config.match is not None and not named:
+        raise ConfigError(
+            "match needs parameter names: pass the model or model.named_parameters()",
+            path=format_path(where, "params", "match"),
+        )
+    if rule.config.module_type is not None:
+        if model is None:
+            raise ConfigError(
+                "module_type needs the model (an nn.Module)", path=format_path(where, "params", "module_type")
+            )
+        _check_module_types([rule], infos, model)
+
+
+def _check_list(parts: Any, path: str) -> None:
+    if not isinstance(parts, Sequence) or isinstance(parts, (str, bytes)) or not parts:
+        raise ConfigError(f"expected a non-empty list of optimizer sections, got {parts!r}", path=path)
+
+
+def check_parts(
+    parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """The problems of the parts' sections and selectors on their own, without a model (``optforge validate``).
+
+    Example:
+        >>> check_parts([{"name": "Muon", "params": {"ndims": 2}}, {"name": "AdamW", "lr": -1}])[0][0]
+        'optimizer[0].params.ndims'
+    """
+    try:
+        _check_list(parts, path)
+    except ConfigError as err:
+        return err.problems
+    return _in_order(_parse_parts(parts, path, dict(document or {}), None).problems, path)
+
+
 def plan_composite(
     model_or_params: Any, parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
 ) -> list[PartPlan]:
@@ -388,72 +496,18 @@ def plan_composite(
     Raises:
         ConfigError: with every problem found in every part.
     """
-    document = dict(document or {})
-    if not isinstance(parts, Sequence) or isinstance(parts, (str, bytes)) or not parts:
-        raise ConfigError(f"expected a non-empty list of optimizer sections, got {parts!r}", path=path)
-    infos, model, named = _inputs(model_or_params, path)
-    trainable = [info for info in infos if info.param.requires_grad]
+    _check_list(parts, path)
+    inputs = _inputs(model_or_params, path)
+    trainable = [info for info in inputs[0] if info.param.requires_grad]
     if not trainable:
         raise ConfigError("no trainable parameters: every parameter has requires_grad=False", path=path)
-    problems: list[tuple[str, str]] = []
-    specs: list[OptimizerSpec | None] = []
-    rules: list[_Rule | None] = []
-    broken: set[int] = set()
-    names: list[str] = []
-    for index, raw in enumerate(parts):
-        where = format_path(path, index)
-        if not isinstance(raw, Mapping):
-            problems.append((where, f"expected an optimizer section (a mapping), got {type(raw).__name__} {raw!r}"))
-            broken.add(index)
-            specs.append(None)
-            rules.append(None)
-            names.append(f"part{index}")
-            continue
-        section = {key: value for key, value in raw.items() if key not in PART_KEYS}
-        spec = rule = None
-        try:
-            spec = _resolve_part(section, where, document)
-            problems += _part_problems(spec, where)
-        except ConfigError as err:
-            problems += err.problems
-        try:
-            if raw.get("params") is not None:
-                rule = _selector(raw["params"], index, format_path(where, "params"))
-                if rule.config.match is not None and not named:
-                    raise ConfigError(
-                        "match needs parameter names: pass the model or model.named_parameters()",
-                        path=format_path(where, "params", "match"),
-                    )
-                if rule.config.module_type is not None:
-                    if model is None:
-                        raise ConfigError(
-                            "module_type needs the model (an nn.Module)",
-                            path=format_path(where, "params", "module_type"),
-                        )
-                    _check_module_types([rule], infos, model)
-        except ConfigError as err:
-            problems += err.problems
-            broken.add(index)
-        try:
-            name = _part_name(raw, spec, index, where)
-        except ConfigError as err:
-            problems += err.problems
-            name = f"part{index}"
-        specs.append(spec)
-        rules.append(rule)
-        names.append(name)
-    # Default names that repeat get their index; names given twice are an error.
-    repeated = {name for name in names if names.count(name) > 1}
-    for index, name in enumerate(names):
-        if name in repeated:
-            if isinstance(parts[index], Mapping) and parts[index].get("part") is not None:
-                problems.append((format_path(path, index, "part"), f"part name {name!r} is used twice"))
-            else:
-                names[index] = f"{name}{index}"
+    parsed = _parse_parts(parts, path, dict(document or {}), inputs)
+    model = inputs[1]
+    problems, specs, rules, names, broken = parsed.problems, parsed.specs, parsed.rules, parsed.names, parsed.broken
     taken, placing = _place(rules, broken, trainable, path)
     problems += placing
     if problems:
-        raise ConfigError.from_problems(list(dict.fromkeys(problems)))
+        raise ConfigError.from_problems(_in_order(problems, path))
     plans = [
         PartPlan(name, format_path(path, index), spec, infos, rule is not None)  # type: ignore[arg-type]
         for index, (name, spec, infos, rule) in enumerate(zip(names, specs, taken, rules))
@@ -464,7 +518,7 @@ def plan_composite(
         except ConfigError as err:
             problems += err.problems
     if problems:
-        raise ConfigError.from_problems(list(dict.fromkeys(problems)))
+        raise ConfigError.from_problems(_in_order(problems, path))
     return plans
 
 
@@ -627,7 +681,7 @@ def muon_recipe(
         ...         self.embed = torch.nn.Embedding(32, 8)
         ...         self.blocks = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
         ...         self.head = torch.nn.Linear(8, 32)
-        >>> opt = optforge.build_optimizer(Net(), {"optimizer": optforge.composite.muon_recipe(lr=2e-3)})
+        >>> opt = optforge.build_optimizer(Net(), {"optimizer": optforge.muon_recipe(lr=2e-3)})
         >>> [(g["name"], len(g["params"])) for g in opt.param_groups]
         [('muon/default', 2), ('adamw/default', 2), ('adamw/no_decay', 3)]
     """

@@ -705,3 +705,54 @@ def test_explain_shows_each_parameters_part() -> None:
     assert rows["head.bias"]["placed_by"] == "part adamw (the rest), no_weight_decay: bias"
     assert rows["embed.weight"]["weight_decay"] == 0.1
     assert "Muon + AdamW: 3 groups" in str(table)
+
+
+# --- command line and Lightning ----------------------------------------------------------------------------------
+
+
+def test_validate_checks_the_parts_with_or_without_a_model() -> None:
+    from optforge.cli import validate_config
+
+    parts = [{"name": "Muon", "params": {"match": "blocks.*", "ndim": 2}}, {"name": "AdamW", "lr": -1}]
+    assert [path for path, _ in validate_config({"optimizer": parts})] == ["optimizer[1].lr"]
+    parts[1]["lr"] = 1e-3
+    assert validate_config({"optimizer": parts}) == []
+    assert validate_config({"optimizer": parts}, lm()) == []
+    parts[0]["params"]["match"] = "block"
+    assert [path for path, _ in validate_config({"optimizer": parts}, lm())] == ["optimizer[0].params.match"]
+
+
+def test_lightning_trains_the_composite_as_a_hand_loop() -> None:
+    pl = pytest.importorskip("lightning.pytorch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from optforge.integrations.lightning import configure_optimizers
+
+    config = {"optimizer": muon_recipe(lr=LR), "schedule": COSINE}
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = lm()
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return loss_of(self.net)
+
+        def configure_optimizers(self) -> dict[str, Any]:
+            return configure_optimizers(self, config)
+
+    module = Module()
+    trainer = pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=1))
+    assert isinstance(trainer.optimizers[0], CompositeOptimizer)
+    reference = lm()
+    opt, scheduler = optforge.build(reference, config)
+    train(reference, opt, 4, scheduler)
+    assert_same_model(module.net, reference)
