@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 
 from optforge._validation import parse_model
-from optforge.config_source import load_config, to_plain
+from optforge.config_source import load_yaml, to_plain
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.param_groups import (
@@ -123,12 +124,12 @@ def composite_document(config: Any) -> dict[str, Any] | None:
         >>> composite_document({"name": "SGD"}) is None
         True
     """
-    plain = to_plain(config) if not isinstance(config, (str, bytes)) else config
+    plain = load_yaml(config) if isinstance(config, (str, os.PathLike)) else to_plain(config)
     if isinstance(plain, (list, tuple)):
         return {"optimizer": list(plain)}
-    doc = load_config(config)
-    if not isinstance(doc.get("optimizer"), (list, tuple)):
+    if not isinstance(plain, Mapping) or not isinstance(plain.get("optimizer"), (list, tuple)):
         return None
+    doc = dict(plain)
     from optforge.builder import DOCUMENT_KEYS
 
     unknown = [key for key in doc if key not in DOCUMENT_KEYS]
@@ -501,9 +502,12 @@ def plan_composite(
     trainable = [info for info in inputs[0] if info.param.requires_grad]
     if not trainable:
         raise ConfigError("no trainable parameters: every parameter has requires_grad=False", path=path)
-    parsed = _parse_parts(parts, path, dict(document or {}), inputs)
+    document = dict(document or {})
+    parsed = _parse_parts(parts, path, document, inputs)
     model = inputs[1]
     problems, specs, rules, names, broken = parsed.problems, parsed.specs, parsed.rules, parsed.names, parsed.broken
+    if document.get(TOWERS_KEY) is not None and all(spec is not None and spec.learning_rate for spec in specs):
+        problems.append((TOWERS_KEY, "applies to no part: every part has its own learning_rate"))
     taken, placing = _place(rules, broken, trainable, path)
     problems += placing
     if problems:

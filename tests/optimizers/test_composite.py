@@ -507,6 +507,13 @@ def test_system_a_composite_follows_the_tower_schedules() -> None:
     assert_same_model(model, reference)
 
 
+def test_towers_that_apply_to_no_part_are_an_error() -> None:
+    config = copy.deepcopy(SYSTEM_A)
+    config["optimizer"][1]["learning_rate"] = {"constant": 0.001}
+    with pytest.raises(ConfigError, match="multi_task_learning_rates: applies to no part"):
+        optforge.build(recommender(), config)
+
+
 def test_module_type_selector_needs_a_known_type() -> None:
     config = copy.deepcopy(SYSTEM_A)
     config["optimizer"][0]["params"] = {"module_type": "EmbedingBag"}
@@ -624,7 +631,9 @@ def test_yaml_file_and_omegaconf_configs(tmp_path: Any) -> None:
         "  - {name: Muon, lr: 0.02, params: {match: 'blocks.*', ndim: 2}}\n"
         "  - {name: AdamW, lr: 3.0e-4, weight_decay: 0.1}\n"
     )
-    for config in (str(path), OmegaConf.load(path)):
+    parts = tmp_path / "parts.yaml"
+    parts.write_text(path.read_text().removeprefix("optimizer:\n").replace("  - ", "- "))
+    for config in (str(path), OmegaConf.load(path), parts, OmegaConf.load(parts)):
         opt = optforge.build_optimizer(lm(), config)
         assert [g["lr"] for g in opt.param_groups] == [0.02, 3e-4, 3e-4]
 
@@ -756,3 +765,13 @@ def test_lightning_trains_the_composite_as_a_hand_loop() -> None:
     opt, scheduler = optforge.build(reference, config)
     train(reference, opt, 4, scheduler)
     assert_same_model(module.net, reference)
+
+
+def test_plot_traces_each_parts_schedule() -> None:
+    from optforge.plotting import trace_schedule
+
+    parts = [{"name": "Muon", "lr": 0.02, "params": {"match": "blocks.*", "ndim": 2}}, {"name": "AdamW", "lr": 3e-4}]
+    config = {"optimizer": parts, "schedule": {"lr": {"muon": MUON_COSINE, "adamw": COSINE}}}
+    trace = trace_schedule(config, 8, lm())
+    assert list(trace.lrs) == ["muon/default", "adamw/default, adamw/no_decay"]
+    assert trace.lrs["muon/default"][1] == pytest.approx(compute_lr(parse_schedule(MUON_COSINE), 1))
