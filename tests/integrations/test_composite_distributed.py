@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ FLOAT32_CONFIG: dict[str, Any] = {
         }
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """The model is tiny: one thread is the fastest (the ranks run with one too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def build(model: nn.Module, config: dict[str, Any] = CONFIG) -> tuple[CompositeOptimizer, Any]:
