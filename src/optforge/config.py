@@ -35,12 +35,15 @@ __all__ = [
     "AdamConfig",
     "ConfigDocument",
     "FlatOptimizerConfig",
+    "FlatPartConfig",
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
     "OptimizerConfig",
+    "PartSelector",
     "PiecewiseConstant",
     "SgdConfig",
+    "TypedPartConfig",
     "json_schema",
 ]
 
@@ -118,13 +121,46 @@ class FlatOptimizerConfig(pydantic.BaseModel):
     zero: bool | None = pydantic.Field(None, description="Shard optimizer state with ZeroRedundancyOptimizer.")
 
 
-class ConfigDocument(StrictModel):
-    """A whole config file: the optimizer, its schedule and the towers of a multi-task model."""
+class PartSelector(StrictModel):
+    """Which parameters a part of a composite optimizer takes; every selector given must hold."""
 
-    optimizer: FlatOptimizerConfig | OptimizerConfig
+    match: str | list[str] | None = pydantic.Field(None, description="Globs of parameter names (regexes with regex).")
+    regex: bool = False
+    module_type: str | list[str] | None = pydantic.Field(
+        None, description="Class names (or globs) of the modules holding the parameters; subclasses match too."
+    )
+    ndim: int | list[int] | None = None
+
+
+_PART_PARAMS = "The parameters this part takes (first part wins); without it, every parameter no earlier part took."
+_PART_NAME = "The part's name (default: the optimizer's name in lower case); prefixes its group names."
+
+
+class FlatPartConfig(FlatOptimizerConfig):
+    """One part of a composite optimizer, in the flat form."""
+
+    params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
+    part: str | None = pydantic.Field(None, description=_PART_NAME)
+
+
+class TypedPartConfig(OptimizerConfig):
+    """One part of a composite optimizer, in the typed form."""
+
+    params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
+    part: str | None = pydantic.Field(None, description=_PART_NAME)
+
+
+class ConfigDocument(StrictModel):
+    """A whole config file: the optimizer (or a list of parts), its schedule and the towers of a multi-task model."""
+
+    optimizer: (
+        FlatOptimizerConfig
+        | OptimizerConfig
+        | Annotated[list[FlatPartConfig | TypedPartConfig], pydantic.Field(min_length=1)]
+    )
     schedule: LearningRate | dict[str, Any] | float | None = pydantic.Field(
         None,
-        description="One schedule for every group, {group name: schedule}, or "
+        description="One schedule for every group, {group or part name: schedule}, or "
         "{lr, momentum, beta1, beta2, weight_decay, steps_per_epoch, total_steps}.",
     )
     multi_task_learning_rates: MultiTaskLearningRates | None = None
