@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -691,8 +690,6 @@ def muon_recipe(
     """
     if hidden is None:
         hidden = [f"{prefix}{name}.*" for name in BLOCK_CONTAINERS for prefix in ("", "*.")]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-        raise ConfigError(f"expected a number >= 0, got {lr!r}", path="lr")
     return [
         {
             "part": "muon",
