@@ -428,11 +428,12 @@ def test_load_state_dict_hooks_and_lrshim_reapply_after_loading() -> None:
     train(model, opt, 2, scheduler)
     state = opt.state_dict()
     loaded: list[str] = []
+    opt.register_load_state_dict_pre_hook(lambda o, sd: loaded.append("pre"))
     opt.register_load_state_dict_post_hook(lambda o: loaded.append("post"))
     for group in opt.param_groups:
         group["lr"] = 123.0
     opt.load_state_dict(state)
-    assert loaded == ["post"]
+    assert loaded == ["pre", "post"]
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([compute_lr(parse_schedule(COSINE), 2)] * 3)
 
 
@@ -785,3 +786,14 @@ def test_plot_traces_each_parts_schedule() -> None:
     trace = trace_schedule(config, 8, lm())
     assert list(trace.lrs) == ["muon/default", "adamw/default, adamw/no_decay"]
     assert trace.lrs["muon/default"][1] == pytest.approx(compute_lr(parse_schedule(MUON_COSINE), 1))
+
+
+def test_loading_a_part_directly_keeps_the_composite_in_step() -> None:
+    model = lm()
+    opt = recipe_optimizer(model)
+    train(model, opt, 2)
+    adamw_state = copy.deepcopy(opt.parts["adamw"].state_dict())
+    opt.parts["adamw"].load_state_dict(adamw_state)  # torch replaces the part's group dicts
+    assert all(a is b for a, b in zip(opt.param_groups, [g for p in opt.parts.values() for g in p.param_groups]))
+    assert [g["part"] for g in opt.param_groups] == ["muon", "adamw", "adamw"]
+    assert opt.state[model.head.weight] is opt.parts["adamw"].state[model.head.weight]
