@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import optforge
@@ -797,3 +799,52 @@ def test_loading_a_part_directly_keeps_the_composite_in_step() -> None:
     assert all(a is b for a, b in zip(opt.param_groups, [g for p in opt.parts.values() for g in p.param_groups]))
     assert [g["part"] for g in opt.param_groups] == ["muon", "adamw", "adamw"]
     assert opt.state[model.head.weight] is opt.parts["adamw"].state[model.head.weight]
+
+
+SELECTORS = [
+    {"match": "blocks.*"},
+    {"match": "blocks.0"},
+    {"match": ["head", "embed"]},
+    {"match": r"blocks\.\d\.(qkv|proj)\..*", "regex": True},
+    {"ndim": 1},
+    {"ndim": 2},
+    {"match": "blocks.*", "ndim": 2},
+    {"module_type": "LayerNorm"},
+    {"module_type": "Linear", "ndim": 1},
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(range(len(SELECTORS))), min_size=1, max_size=4), st.booleans())
+def test_every_parameter_lands_in_the_first_part_that_selects_it(chosen: list[int], rest: bool) -> None:
+    from optforge.composite import plan_composite
+    from optforge.param_groups import ParamGroupRule, _patterns, _Rule, _rule_matches, param_infos
+
+    model = lm()
+    parts: list[dict[str, Any]] = [{"name": "SGD", "lr": 0.1, "params": SELECTORS[i]} for i in chosen]
+    if rest:
+        parts.append({"name": "AdamW"})
+    infos = param_infos(model)
+    rules = []
+    for i in chosen:
+        config = ParamGroupRule(**SELECTORS[i])
+        patterns = () if config.match is None else _patterns(config.match, config.regex, "x")
+        rules.append(_Rule(0, "x", config, {}, patterns))
+    want: dict[int, int] = {}  # parameter -> index of its part
+    fresh_per_part = [0] * len(parts)
+    for info in infos:
+        first = next((k for k, rule in enumerate(rules) if _rule_matches(rule, info)), len(rules) if rest else None)
+        if first is not None:
+            want[id(info.param)] = first
+            fresh_per_part[first] += 1
+    empty = {f"optimizer[{k}]" for k, count in enumerate(fresh_per_part) if count == 0}
+    if empty or len(want) < len(infos):
+        with pytest.raises(ConfigError) as info:
+            plan_composite(model, parts)
+        paths = {path for path, _ in info.value.problems}
+        assert all(path == "optimizer" or path.split(".")[0] in empty for path in paths), info.value
+        assert ("optimizer" in paths) == (len(want) < len(infos)), info.value
+        return
+    plans = plan_composite(model, parts)
+    got = {id(info.param): index for index, plan in enumerate(plans) for info in plan.infos}
+    assert got == want
