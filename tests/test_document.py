@@ -134,3 +134,17 @@ def test_typed_form_takes_numbers_only_as_the_flat_form_does(value: object) -> N
     for doc in ({"adam": {"lr": value}}, {"name": "Adam", "lr": value}):
         with pytest.raises(ConfigError, match=r"optimizer(\.adam)?\.lr"):
             optforge.build_optimizer(torch.nn.Linear(2, 1), doc)
+
+
+def test_schedule_without_lr_keeps_each_groups_scaled_lr() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    config = {
+        "optimizer": {"name": "SGD", "lr": 0.1, "momentum": 0.9, "param_groups": [{"match": "1", "lr_scale": 10}]},
+        "schedule": {"momentum": {"constant": 0.8}},
+    }
+    optimizer, scheduler = optforge.build(model, config)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 1.0]
+    assert [g["momentum"] for g in optimizer.param_groups] == [0.8, 0.8]

@@ -54,7 +54,8 @@ def _build(config: dict) -> None:
             {"optimizer": {"name": "SGD"}, "shedule": {}},
             "shedule: unknown top-level key 'shedule'; did you mean 'schedule'?",
         ),
-        ({"optimizer": ["SGD"]}, "optimizer[0]: each part is a flat optimizer section with a 'name'"),
+        ({"optimizer": "SGD"}, "optimizer: expected a mapping, got str 'SGD'"),
+        ({"optimizer": ["SGD"]}, "optimizer[0]: expected an optimizer section (a mapping), got str 'SGD'"),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
 )

@@ -9,6 +9,7 @@ Example:
 """
 
 from optforge.builder import build, build_optimizer
+from optforge.composite import build_composite, muon_recipe
 from optforge.config import (
     AdagradConfig,
     AdamConfig,
@@ -27,6 +28,7 @@ from optforge.distributed import load_checkpoint, save_checkpoint
 from optforge.errors import ConfigError
 from optforge.explain import ParamTable, explain
 from optforge.lr_schedulers import list_schedulers, register_scheduler
+from optforge.optimizers.composite import CompositeOptimizer
 from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
 from optforge.registry import (
     OptimizerEntry,
@@ -43,6 +45,7 @@ from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_sc
 __all__ = [
     "AdagradConfig",
     "AdamConfig",
+    "CompositeOptimizer",
     "ConfigError",
     "Document",
     "FlatOptimizerConfig",
@@ -60,6 +63,7 @@ __all__ = [
     "SgdConfig",
     "TemplateOptimizerConfig",
     "build",
+    "build_composite",
     "build_optimizer",
     "build_scheduler",
     "compute_lr",
@@ -72,6 +76,7 @@ __all__ = [
     "load_config",
     "make_param_groups",
     "make_schedule",
+    "muon_recipe",
     "optimizer_entries",
     "parse_document",
     "parse_schedule",

@@ -29,7 +29,7 @@ from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
 from optforge.errors import ConfigError, format_path
 from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
-from optforge.scheduler import check_schedule_section
+from optforge.scheduler import LRShim, build_scheduler, check_schedule_section
 from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
@@ -56,10 +56,10 @@ def resolve(config: Any) -> ResolvedDocument:
     """
     problems = Problems()
     resolved = resolve_document(config, problems)
-    for spec in (resolved.spec, *resolved.parts):
-        if spec is not None and spec.options.get("param_groups") is not None:
-            with problems.collect():
-                parse_rules(spec.options, spec.entry, format_path(spec.path, "param_groups"))
+    spec = resolved.spec
+    if spec is not None and spec.options.get("param_groups") is not None:
+        with problems.collect():
+            parse_rules(spec.options, spec.entry, format_path(spec.path, "param_groups"))
     with problems.collect():
         check_schedule_section(resolved.document.schedule, path="schedule")
     problems.raise_if_any()
@@ -145,8 +145,30 @@ def _load_optimizer_checkpoint(optimizer: torch.optim.Optimizer, file: str, path
         raise ConfigError(f"optimizer checkpoint {file!r} does not match the optimizer: {exc}", path=path) from None
 
 
+def _build_over_model(model: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """Build an entry whose constructor takes the model (``entry.takes``: LOMO, AdamMini) rather than parameters."""
+    name, takes = spec.entry.name, spec.entry.takes
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"{name} takes the model itself (its {takes.replace('_', ' ')}), not a list of parameters: "
+            f"pass the nn.Module; got {type(model).__name__}",
+            path=format_path(spec.path, "name"),
+        )
+    asked = [key for key, value in spec.options.items() if value not in (None, False)]
+    if asked or spec.towers is not None:
+        where = format_path(spec.path, asked[0]) if asked else spec.towers_path
+        raise ConfigError(f"{name} groups the model's parameters itself; remove this key", path=where)
+    target = model if takes == "module" else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    try:
+        return spec.entry.create(target, **spec.hyperparameters)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} rejected the config: {exc}", path=spec.path) from exc
+
+
 def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Instantiate a validated spec over ``model_or_params``."""
+    if spec.entry.takes != "params":
+        return _build_over_model(model_or_params, spec)
     if spec.form in ("template", "recap"):
         params: Any = form_groups(model_or_params, spec)  # no presets, no merging: what those systems build
     else:
@@ -155,7 +177,10 @@ def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Op
         params = collect_params(model_or_params)
         if params and isinstance(params[0], dict):
             params = _check_groups(spec, params)
+    from optforge.composite import check_matrix_params
     from optforge.distributed import zero_factory
+
+    check_matrix_params(model_or_params, params, spec)  # 2-D-only optimizers (Muon) over other shapes
 
     create = zero_factory(spec)  # spec.entry.create, or a ZeRO wrap of it with zero: true
     try:
@@ -202,12 +227,16 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
         >>> opt.defaults["nesterov"], opt.defaults["momentum"]
         (True, 0.9)
     """
-    resolved = resolve(config)
-    optimizer = _build_resolved(model_or_params, resolved)
-    spec = resolved.spec
-    if spec is not None and spec.schedule is not None:
-        from optforge.scheduler import build_scheduler
+    from optforge.composite import build_composite, composite_document
 
+    document = composite_document(config)
+    if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
+        return build_composite(model_or_params, document["optimizer"], document=document)
+    resolved = resolve(config)
+    spec = resolved.spec
+    assert spec is not None  # a list of parts is a composite, built above
+    optimizer = build_from_spec(model_or_params, spec)
+    if spec.schedule is not None:
         build_scheduler(_shadow(optimizer), spec.schedule, path="schedule")
         warnings.warn(
             "the config holds a schedule, which build_optimizer checks but does not build; "
@@ -216,14 +245,6 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
             stacklevel=2,
         )
     return optimizer
-
-
-def _build_resolved(model_or_params: Any, resolved: ResolvedDocument) -> torch.optim.Optimizer:
-    if resolved.spec is not None:
-        return build_from_spec(model_or_params, resolved.spec)
-    raise ConfigError(
-        "a list of optimizer parts needs the composite optimizer, which is not available", path="optimizer"
-    )
 
 
 def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -245,12 +266,15 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
         >>> opt.step(); sched.step(); round(sched.get_last_lr()[0], 6)
         0.001
     """
-    from optforge.scheduler import LRShim, build_scheduler
+    from optforge.composite import build_composite_and_scheduler, composite_document
 
+    document = composite_document(config)
+    if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
+        return build_composite_and_scheduler(model_or_params, document)
     resolved = resolve(config)
-    optimizer = _build_resolved(model_or_params, resolved)
     spec = resolved.spec
-    assert spec is not None
+    assert spec is not None  # a list of parts is a composite, built above
+    optimizer = build_from_spec(model_or_params, spec)
     per_group = group_schedules(optimizer, spec)  # towers, or rules with their own schedule
     if per_group is not None:
         return optimizer, LRShim(optimizer, per_group)

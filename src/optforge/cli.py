@@ -176,8 +176,14 @@ def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
         document = load_config(config)
     except ConfigError as error:
         return error.problems
+    from optforge.composite import check_parts, composite_document
+
     try:
-        resolve_optimizer_spec(document)
+        composite = composite_document(document)
+        if composite is not None and model is None:  # selectors and schedules by group need the model
+            return check_parts(composite["optimizer"], document=composite)
+        if composite is None:
+            resolve_optimizer_spec(document)
     except ConfigError as error:
         return [
             *error.problems,

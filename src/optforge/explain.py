@@ -164,8 +164,12 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
         ConfigError: for the errors building would raise.
     """
     from optforge.builder import resolve_optimizer_spec
+    from optforge.composite import composite_document, composite_group_plan
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"explain needs a model (an nn.Module), got {type(model).__name__}")
+    document = composite_document(config)
+    if document is not None:  # a list of parts: each parameter's part shows in its group name and placed_by
+        return table_from_plan(*composite_group_plan(model, document))
     spec = resolve_optimizer_spec(config)
     return table_from_plan(plan_param_groups(model, spec), spec.entry.name)

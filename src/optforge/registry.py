@@ -49,6 +49,10 @@ __all__ = [
 ]
 
 
+# What an optimizer's constructor may take as its first argument (``OptimizerEntry.takes``).
+ENTRY_TAKES: tuple[str, ...] = ("params", "module", "named_parameters")
+
+
 @dataclass(frozen=True)
 class OptimizerEntry:
     """One registered optimizer.
@@ -65,7 +69,14 @@ class OptimizerEntry:
         decoupled_weight_decay: weight decay is decoupled from the gradient
             (AdamW-style); param-group presets use it to exclude biases and norms.
         needs_sparse_grad: only takes sparse gradients (SparseAdam).
-        matrix_params_only: only takes 2-D parameters (Muon).
+        matrix_params_only: only takes 2-D parameters (Muon); building it over
+            others is a ConfigError that suggests a composite optimizer.
+        takes: What the constructor's first argument is: ``"params"`` (tensors or
+            group dicts), ``"module"`` (the ``nn.Module`` itself) or
+            ``"named_parameters"`` (``(name, parameter)`` pairs); an entry that
+            does not take ``"params"`` is built from a model only.
+        updates_in_backward: updates parameters inside backward
+            (``optimizer.fused_backward(loss, lr)``) rather than in ``step()`` (LOMO).
         unavailable: Why the entry cannot be built on this machine, or ``None``.
             A callable is evaluated when the entry is built.
         factory: Builds the optimizer as ``factory(params, **hyperparameters)``
@@ -84,10 +95,14 @@ class OptimizerEntry:
     decoupled_weight_decay: bool = False
     needs_sparse_grad: bool = False
     matrix_params_only: bool = False
+    takes: str = "params"
+    updates_in_backward: bool = False
     unavailable: str | Callable[[], str | None] | None = None
     factory: Callable[..., torch.optim.Optimizer] | None = None
 
     def __post_init__(self) -> None:
+        if self.takes not in ENTRY_TAKES:
+            raise ConfigError(f"unknown value {self.takes!r}; valid choices: {', '.join(ENTRY_TAKES)}", path="takes")
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
         object.__setattr__(self, "aliases", tuple(self.aliases))
 
@@ -110,8 +125,8 @@ class OptimizerEntry:
         accepted: dict[str, inspect.Parameter] = {}
         var_keyword: str | None = None
         for index, (pname, param) in enumerate(inspect.signature(init).parameters.items()):
-            if index == 0 or pname == "params":
-                continue  # self, and the parameters themselves
+            if index == 0 or pname == "params" or (index == 1 and self.takes != "params"):
+                continue  # self, and the parameters (or the model) themselves
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 var_keyword = pname
             elif param.kind is not inspect.Parameter.VAR_POSITIONAL:

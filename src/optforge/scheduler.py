@@ -101,7 +101,8 @@ def match_groups(
 
     When no group has a ``"name"``, entries match groups by order and there must
     be one per group. Otherwise they match by label (:func:`group_labels`), and
-    every group marked ``required`` needs one.
+    every group marked ``required`` needs one; in a composite optimizer, an entry
+    keyed by a part's name stands for each of that part's groups.
 
     Raises:
         ConfigError: for a count mismatch, an unknown name or a missing group.
@@ -118,6 +119,8 @@ def match_groups(
             )
         return [mapping[key] for key in keys]
     labels = group_labels(param_groups)
+    mapping = _by_part(param_groups, mapping, labels)
+    keys = list(mapping)
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"param group names must be unique to match {what}s; repeated: {repeated}", path=path)
@@ -128,6 +131,20 @@ def match_groups(
     if missing:
         raise ConfigError(f"no {what} for param group(s) {', '.join(missing)}; groups: {', '.join(labels)}", path=path)
     return [mapping.get(label) for label in labels]
+
+
+def _by_part(
+    param_groups: Sequence[Mapping[str, Any]], mapping: Mapping[str, Any], labels: list[str]
+) -> Mapping[str, Any]:
+    """Entries keyed by the part of a composite optimizer (``group["part"]``) stand for each of its groups."""
+    parts = {group["part"] for group in param_groups if "part" in group}
+    if not any(key in parts and key not in labels for key in mapping):
+        return mapping
+    expanded = {key: value for key, value in mapping.items() if key in labels or key not in parts}
+    for label, group in zip(labels, param_groups):
+        if label not in expanded and group.get("part") in mapping:
+            expanded[label] = mapping[group["part"]]
+    return expanded
 
 
 def _fingerprint(data: Any) -> str:
@@ -318,6 +335,12 @@ def _is_schedule(value: Any) -> bool:
     return isinstance(value, Mapping) and any(key in LearningRate.model_fields for key in value)
 
 
+def _unscale(group: Mapping[str, Any]) -> float:
+    """The divisor that undoes a group's ``lr_scale`` (1 without one, or for a scale of 0)."""
+    scale = group.get("lr_scale", 1.0)
+    return float(scale) if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0 else 1.0
+
+
 def _as_schedule(value: Any) -> Any:
     """A bare number is a constant schedule."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -414,7 +437,9 @@ def build_scheduler(
     lr_dict = _per_group(document.get("lr"), labels, context, lr_path)
     if lr_dict is None:
         lr_dict = {
-            label: {"constant": _as_float(group.get("initial_lr", group["lr"]))} for label, group in zip(labels, groups)
+            # A group's lr already holds its lr_scale, which the shim multiplies in again.
+            label: {"constant": _as_float(group.get("initial_lr", group["lr"])) / _unscale(group)}
+            for label, group in zip(labels, groups)
         }
     hyperparameters = {
         name: _per_group(document[name], labels, context, format_path(path, name))

@@ -52,7 +52,7 @@ class OptimizerSpec:
 
     @property
     def form(self) -> str:
-        """The form the section was written in: ``flat``, ``typed``, ``recap``, ``template`` or ``part``."""
+        """The form the section was written in: ``flat``, ``typed``, ``recap`` or ``template``."""
         return self.section.form if self.section is not None else "flat"
 
 
@@ -62,13 +62,12 @@ class ResolvedDocument:
 
     Attributes:
         document: The parsed document.
-        spec: The optimizer's spec (``None`` for a composite optimizer).
-        parts: The specs of a composite optimizer's parts, in order.
+        spec: The optimizer's spec (``None`` for a composite optimizer, whose
+            parts :mod:`optforge.composite` resolves).
     """
 
     document: Document
     spec: OptimizerSpec | None
-    parts: tuple[OptimizerSpec, ...] = ()
 
 
 def resolve_section(section: OptimizerSection, document: Document, problems: Problems) -> OptimizerSpec | None:
@@ -110,10 +109,9 @@ def resolve_document(config: Any, problems: Problems | None = None) -> ResolvedD
     problems = Problems() if problems is None else problems
     document = parse_document(config, problems)
     spec = None if document.optimizer is None else resolve_section(document.optimizer, document, problems)
-    parts = tuple(resolve_section(part, document, problems) for part in document.parts)
     if own:
         problems.raise_if_any()
-    return ResolvedDocument(document, spec, tuple(part for part in parts if part is not None))
+    return ResolvedDocument(document, spec)
 
 
 def resolve_optimizer_spec(config: Any) -> OptimizerSpec:

@@ -52,7 +52,7 @@ def run(entry: optforge.OptimizerEntry, *, lr: float = 0.01, steps: int = MIN_ST
     params = [p for p in model.parameters() if p.ndim == 2 or not entry.matrix_params_only]
     extra = {**EXTRA_CONFIG.get(entry.name, {}), **config}
     flat = {"name": entry.name, **({} if "max_lr" in extra else {"lr": lr}), **extra}
-    optimizer = optforge.build_optimizer(params, flat)
+    optimizer = optforge.build_optimizer(model if entry.takes != "params" else params, flat)
     x, y = _batch()
     before = [p.detach().clone() for p in params]
 
@@ -60,7 +60,10 @@ def run(entry: optforge.OptimizerEntry, *, lr: float = 0.01, steps: int = MIN_ST
         with torch.enable_grad():  # closures are called inside step(), under no_grad
             optimizer.zero_grad()
             loss = nn.functional.mse_loss(model(x), y)
-            loss.backward(create_graph=entry.needs_create_graph)
+            if entry.updates_in_backward:  # LOMO: the update happens here, there is no step()
+                optimizer.fused_backward(loss, lr)
+            else:
+                loss.backward(create_graph=entry.needs_create_graph)
         return loss
 
     losses: list[float] = []
@@ -69,7 +72,7 @@ def run(entry: optforge.OptimizerEntry, *, lr: float = 0.01, steps: int = MIN_ST
         losses.append(closure().item())  # SAM-like optimizers want the gradient before step(closure)
         if entry.needs_closure:
             optimizer.step(closure)
-        else:
+        elif not entry.updates_in_backward:
             optimizer.step()
         changed = any(not torch.equal(b, p) for b, p in zip(before, params))
         if step + 1 >= steps and changed:

@@ -71,8 +71,16 @@ def test_every_supported_name_is_registered_with_its_class() -> None:
 
 def test_which_entries_are_unavailable_here() -> None:
     names = {e.name.removeprefix("pytorch_optimizer.") for e in UNAVAILABLE}
-    assert {"lomo", "adalomo", "adammini", "distributedmuon"} <= names  # no process group in tests
-    assert "fused_backward" in optforge.get_optimizer_entry("pytorch_optimizer.lomo").unavailable_reason()
+    assert {"demo", "distributedmuon"} <= names  # no process group in tests
+    assert not {"lomo", "adalomo", "adammini"} & names  # built from the model
+
+
+def test_entries_that_take_the_model() -> None:
+    def flagged(flag: str, value: object = True) -> set[str]:
+        return {e.name.removeprefix("pytorch_optimizer.") for e in ENTRIES if getattr(e, flag) == value}
+
+    assert flagged("takes", "module") == {"lomo", "adalomo", "adammini"}
+    assert flagged("updates_in_backward") == {"lomo", "adalomo"}
 
 
 def test_capability_flags() -> None:

@@ -17,12 +17,15 @@ from optforge.config.sections import (
     AdagradConfig,
     AdamConfig,
     FlatOptimizerConfig,
+    FlatPartConfig,
     OptimizerConfig,
+    PartSelector,
     RecapAdamConfig,
     RecapOptimizerConfig,
     SgdConfig,
     TemplateGroup,
     TemplateOptimizerConfig,
+    TypedPartConfig,
 )
 from optforge.schedules import LearningRate, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 
@@ -36,6 +39,7 @@ __all__ = [
     "ConfigDocument",
     "Document",
     "FlatOptimizerConfig",
+    "FlatPartConfig",
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
@@ -44,6 +48,7 @@ __all__ = [
     "OptimizerConfig",
     "OptimizerSection",
     "ParamGroupRule",
+    "PartSelector",
     "PiecewiseConstant",
     "Problems",
     "RecapAdamConfig",
@@ -51,6 +56,7 @@ __all__ = [
     "SgdConfig",
     "TemplateGroup",
     "TemplateOptimizerConfig",
+    "TypedPartConfig",
     "parse_document",
     "sanitize_task_name",
 ]

@@ -50,7 +50,7 @@ class OptimizerSection:
     """One optimizer section, whatever form it was written in.
 
     Attributes:
-        form: ``"flat"``, ``"typed"``, ``"recap"``, ``"template"`` or ``"part"`` (of a composite).
+        form: ``"flat"``, ``"typed"``, ``"recap"`` or ``"template"``.
         name: The registry name of the optimizer.
         name_path: The config path of the field naming it.
         path: The config path of the section, for messages about it as a whole.
@@ -61,7 +61,6 @@ class OptimizerSection:
         learning_rate: The section's own schedule (typed and recap forms).
         towers: Task towers given inside the section, if any.
         template: The template form's model (its ``group`` and ``checkpoint``).
-        selector: A composite part's ``params`` selector, as written.
     """
 
     form: str
@@ -74,7 +73,6 @@ class OptimizerSection:
     learning_rate: LearningRate | None = None
     towers: MultiTaskLearningRates | None = None
     template: TemplateOptimizerConfig | None = None
-    selector: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,8 @@ class Document:
 
     Attributes:
         optimizer: The optimizer section (``None`` only when it could not be read).
-        parts: The sections of a composite optimizer (``optimizer:`` given as a list).
+        parts: The parts of a composite optimizer (``optimizer:`` given as a list), as written;
+            :mod:`optforge.composite` parses them, each as an optimizer section with a selector.
         schedule: The ``schedule:`` section as written (the scheduler validates it), or ``None``.
         towers: The task towers (beside ``optimizer:`` or inside its section), or ``None``.
         towers_path: Where the towers were given.
@@ -91,7 +90,7 @@ class Document:
     """
 
     optimizer: OptimizerSection | None
-    parts: tuple[OptimizerSection, ...] = ()
+    parts: tuple[Any, ...] = ()
     schedule: Any = None
     towers: MultiTaskLearningRates | None = None
     towers_path: str = TOWERS_KEY
@@ -187,43 +186,6 @@ def _section(section: Any, path: str) -> OptimizerSection:
     )
 
 
-def _parts(items: Sequence[Any], path: str, problems: Problems) -> tuple[OptimizerSection, ...]:
-    """The parts of a composite optimizer: flat sections, each with an optional ``params`` selector."""
-    parts = []
-    if not items:
-        problems.add(path, "a list of optimizer parts needs at least one part")
-    for index, item in enumerate(items):
-        where = format_path(path, index)
-        with problems.collect():
-            if not isinstance(item, Mapping) or "name" not in item:
-                raise ConfigError(
-                    "each part is a flat optimizer section with a 'name' and an optional 'params' selector, "
-                    f"got {item!r}",
-                    path=where,
-                )
-            item = dict(item)
-            selector = item.pop("params", None)
-            if selector is not None and not isinstance(selector, Mapping):
-                raise ConfigError(
-                    f"expected a selector mapping (match, regex, module_type, ndim), got {selector!r}",
-                    path=format_path(where, "params"),
-                )
-            flat = _flat(item, where)
-            parts.append(
-                OptimizerSection(
-                    "part",
-                    flat.name,
-                    flat.name_path,
-                    where,
-                    flat.hyperparameters,
-                    flat.hyperparameter_paths,
-                    flat.options,
-                    selector=selector,
-                )
-            )
-    return tuple(parts)
-
-
 def _towers(raw: Any, path: str) -> MultiTaskLearningRates | None:
     return None if raw is None else parse_model(MultiTaskLearningRates, raw, path)
 
@@ -243,7 +205,7 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
     with problems.collect():
         towers = _towers(towers_raw, TOWERS_KEY)
     if isinstance(section, Sequence) and not isinstance(section, (str, bytes)):
-        parts = _parts(section, "optimizer", problems)
+        parts = tuple(section)  # a composite optimizer: optforge.composite reads its parts
     else:
         with problems.collect():
             optimizer = _section(section, "optimizer")

@@ -32,6 +32,7 @@ class ConfigDocument(StrictModel):
     schedule: LearningRate | dict[str, Any] | float | None = pydantic.Field(
         None,
         description="One schedule for every group, {group name: schedule}, "
-        "{lr, momentum, beta1, beta2, weight_decay, steps_per_epoch, total_steps}, or a scheduler by name.",
+        "{lr, momentum, beta1, beta2, weight_decay, steps_per_epoch, total_steps}, a schedule per part "
+        "of a composite optimizer, or a scheduler by name.",
     )
     multi_task_learning_rates: MultiTaskLearningRates | None = None

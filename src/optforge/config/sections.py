@@ -34,12 +34,15 @@ __all__ = [
     "AdagradConfig",
     "AdamConfig",
     "FlatOptimizerConfig",
+    "FlatPartConfig",
     "OptimizerConfig",
+    "PartSelector",
     "RecapAdamConfig",
     "RecapOptimizerConfig",
     "SgdConfig",
     "TemplateGroup",
     "TemplateOptimizerConfig",
+    "TypedPartConfig",
 ]
 
 # Numbers must be written as numbers: "1e-3" and true are errors, as in the flat form.
@@ -186,3 +189,32 @@ class FlatOptimizerConfig(pydantic.BaseModel):
         None, description="Scale each block's lr by layer_decay ** (blocks above it)."
     )
     zero: bool | None = pydantic.Field(None, description="Shard optimizer state with ZeroRedundancyOptimizer.")
+
+
+class PartSelector(StrictModel):
+    """Which parameters a part of a composite optimizer takes; every selector given must hold."""
+
+    match: str | list[str] | None = pydantic.Field(None, description="Globs of parameter names (regexes with regex).")
+    regex: bool = False
+    module_type: str | list[str] | None = pydantic.Field(
+        None, description="Class names (or globs) of the modules holding the parameters; subclasses match too."
+    )
+    ndim: int | list[int] | None = None
+
+
+_PART_PARAMS = "The parameters this part takes (first part wins); without it, every parameter no earlier part took."
+_PART_NAME = "The part's name (default: the optimizer's name in lower case); prefixes its group names."
+
+
+class FlatPartConfig(FlatOptimizerConfig):
+    """One part of a composite optimizer, in the flat form."""
+
+    params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
+    part: str | None = pydantic.Field(None, description=_PART_NAME)
+
+
+class TypedPartConfig(OptimizerConfig):
+    """One part of a composite optimizer, in the typed form."""
+
+    params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
+    part: str | None = pydantic.Field(None, description=_PART_NAME)

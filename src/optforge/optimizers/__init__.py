@@ -1,4 +1,4 @@
-"""optforge's own optimizers: Lion and the Schedule-Free family.
+"""optforge's own optimizers: Lion, the Schedule-Free family, and the composite of several optimizers.
 
 Example:
     >>> import torch
@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from optforge.optimizers.adamw_schedule_free import AdamWScheduleFree, adamw_schedule_free
+from optforge.optimizers.composite import CompositeOptimizer
 from optforge.optimizers.lion import Lion, lion
 from optforge.optimizers.radam_schedule_free import RAdamScheduleFree
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer, eval_mode, recompute_batchnorm_stats
@@ -22,6 +23,7 @@ from optforge.optimizers.sgd_schedule_free import SGDScheduleFree, sgd_schedule_
 
 __all__ = [
     "AdamWScheduleFree",
+    "CompositeOptimizer",
     "Lion",
     "RAdamScheduleFree",
     "SGDScheduleFree",

@@ -6,9 +6,12 @@ Every name of ``pytorch_optimizer.get_supported_optimizers()`` is registered as
 wants groups flagged ``use_muon``; given plain parameters, matrices (``ndim >= 2``)
 get the Muon update and the rest the AdamW fallback.
 
-Listed but not buildable from a config: ``lomo`` and ``adalomo`` (they update
-inside backward), ``adammini`` (it needs the module itself), and ``demo`` and
-``distributedmuon`` unless ``torch.distributed`` is initialized.
+``lomo``, ``adalomo`` and ``adammini`` take the model itself, so they build when
+``build_optimizer`` is given an ``nn.Module``. ``lomo`` and ``adalomo`` update the
+parameters inside backward: train with ``optimizer.fused_backward(loss, lr)`` in
+place of ``loss.backward()`` and ``optimizer.step()``. ``demo`` and
+``distributedmuon`` need an initialized ``torch.distributed``. ``spectralsphere``
+takes 2-D parameters only (put the others on a second part of a composite).
 
 Example:
     >>> import torch
@@ -33,15 +36,11 @@ __all__ = ["muon_groups", "register", "requirements_reason"]
 
 PREFIX = "pytorch_optimizer."
 
-# Names that cannot be built over a parameter list, and what to do instead.
-_NOT_FROM_PARAMETERS: Mapping[str, str] = {
-    "lomo": "takes the nn.Module and updates parameters inside backward (optimizer.fused_backward(loss, lr)) "
-    "rather than in step(); construct pytorch_optimizer.LOMO(model) directly",
-    "adalomo": "takes the nn.Module and updates parameters inside backward (optimizer.fused_backward(loss, lr)) "
-    "rather than in step(); construct pytorch_optimizer.AdaLOMO(model) directly",
-    "adammini": "takes the nn.Module itself and groups its parameters by name (embeddings, attention heads); "
-    "construct pytorch_optimizer.AdamMini(model, ...) directly",
-}
+# Names whose constructor takes the model itself rather than its parameters (OptimizerEntry.takes).
+_TAKES_MODULE = frozenset({"lomo", "adalomo", "adammini"})
+
+# Names that update parameters inside backward (optimizer.fused_backward(loss, lr)), not in step().
+_UPDATES_IN_BACKWARD = frozenset({"lomo", "adalomo"})
 
 # Names that need more than a parameter list: (packages, needs torch.distributed).
 _REQUIREMENTS: Mapping[str, tuple[tuple[str, ...], bool]] = {
@@ -130,9 +129,11 @@ def _capabilities(name: str, cls: type) -> dict[str, Any]:
         "decoupled_weight_decay": _decoupled(name, cls),
         "matrix_params_only": name in _MATRIX_PARAMS_ONLY,
     }
-    if name in _NOT_FROM_PARAMETERS:
-        capabilities["unavailable"] = _NOT_FROM_PARAMETERS[name]
-    elif name in _REQUIREMENTS:
+    if name in _TAKES_MODULE:
+        capabilities["takes"] = "module"
+    if name in _UPDATES_IN_BACKWARD:
+        capabilities["updates_in_backward"] = True
+    if name in _REQUIREMENTS:
         packages, distributed = _REQUIREMENTS[name]
         capabilities["unavailable"] = functools.partial(requirements_reason, packages, distributed=distributed)
     if name in _MUON_FAMILY:

@@ -1,0 +1,699 @@
+"""One optimizer over several, from one config: the ``optimizer:`` section as a list of parts.
+
+Each part is a flat (or typed) optimizer section: any registry name with its
+hyperparameters, its own ``param_groups`` rules, ``no_weight_decay`` and
+``layer_decay``, plus two keys of its own:
+
+- ``params``: which parameters the part takes, in the rule language (``match``
+  globs or a regex with ``regex: true``, ``module_type``, ``ndim``; all given
+  must hold). The first part whose selector takes a parameter gets it; a part
+  without ``params`` takes every parameter no earlier part took.
+- ``part``: its name (default: the optimizer's name in lower case), which tags
+  its groups (``group["part"]``) and prefixes their names (``muon/default``).
+
+Every trainable parameter lands in exactly one part. The result is a
+:class:`~optforge.optimizers.composite.CompositeOptimizer`.
+
+Example:
+    >>> import torch, optforge
+    >>> model = torch.nn.Sequential(torch.nn.Embedding(16, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    >>> opt = optforge.build_optimizer(model, {"optimizer": [
+    ...     {"name": "Muon", "lr": 0.02, "params": {"match": "1", "ndim": 2}},
+    ...     {"name": "AdamW", "lr": 3e-4, "weight_decay": 0.1},
+    ... ]})
+    >>> [(g["name"], g["lr"], len(g["params"])) for g in opt.param_groups]
+    [('muon/default', 0.02, 1), ('adamw/default', 0.0003, 2), ('adamw/no_decay', 0.0003, 2)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from optforge._validation import parse_model
+from optforge.config import MultiTaskLearningRates, ParamGroupRule
+from optforge.config.document import TOWERS_KEY
+from optforge.config_source import load_yaml, to_plain
+from optforge.errors import ConfigError, format_path, unknown_choice
+from optforge.optimizers.composite import CompositeOptimizer
+from optforge.param_groups import GroupPlan, ParamInfo, Placement, param_infos, plan_param_groups, uses_rules
+from optforge.param_groups.layer_decay import BLOCK_CONTAINERS
+from optforge.param_groups.plan import _effective_defaults
+from optforge.param_groups.selectors import Rule as _Rule
+from optforge.param_groups.selectors import _check_module_types, _patterns, _rule_matches_nothing
+from optforge.param_groups.selectors import rule_matches as _rule_matches
+
+if TYPE_CHECKING:
+    from optforge.spec import OptimizerSpec
+
+__all__ = [
+    "PART_KEYS",
+    "SELECTOR_KEYS",
+    "PartPlan",
+    "build_composite",
+    "build_composite_and_scheduler",
+    "check_matrix_params",
+    "check_parts",
+    "composite_document",
+    "composite_group_plan",
+    "muon_recipe",
+    "plan_composite",
+]
+
+# Keys of a part beside those of a flat or typed optimizer section, with what each does.
+PART_KEYS: dict[str, str] = {
+    "params": "which parameters the part takes: match, regex, module_type, ndim (first part wins; "
+    "a part without it takes the parameters no earlier part took)",
+    "part": "the part's name (default: the optimizer's name in lower case); prefixes its group names",
+}
+
+# Keys of a ``params`` selector (a param-group rule's selectors).
+SELECTOR_KEYS: tuple[str, ...] = ("match", "regex", "module_type", "ndim")
+
+
+@dataclass
+class PartPlan:
+    """One part of a composite: its optimizer spec, the parameters it takes and its groups.
+
+    Attributes:
+        name: The part's name.
+        path: Its config path (``optimizer[0]``).
+        spec: Its validated optimizer spec.
+        infos: The parameters it takes, in model order.
+        selected: Whether its ``params`` selector chose them (else it took the rest).
+        groups: Its param-group dicts, named ``<part>/<group>`` (set by :func:`plan_composite`).
+        placements: Where each of its parameters went, and why (for :func:`composite_group_plan`).
+        defaults: The optimizer's effective defaults.
+    """
+
+    name: str
+    path: str
+    spec: OptimizerSpec
+    infos: list[ParamInfo]
+    selected: bool = False
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    placements: list[Placement] = field(default_factory=list)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def composite_document(config: Any) -> dict[str, Any] | None:
+    """The config document when its ``optimizer:`` section is a list of parts, else ``None``.
+
+    A bare list of parts counts as the ``optimizer:`` section of a document.
+
+    Example:
+        >>> composite_document([{"name": "SGD", "lr": 0.1}])
+        {'optimizer': [{'name': 'SGD', 'lr': 0.1}]}
+        >>> composite_document({"name": "SGD"}) is None
+        True
+    """
+    plain = load_yaml(config) if isinstance(config, (str, os.PathLike)) else to_plain(config)
+    if isinstance(plain, (list, tuple)):
+        return {"optimizer": list(plain)}
+    if not isinstance(plain, Mapping) or not isinstance(plain.get("optimizer"), (list, tuple)):
+        return None
+    doc = dict(plain)
+    from optforge.config import DOCUMENT_KEYS
+
+    unknown = [key for key in doc if key not in DOCUMENT_KEYS]
+    if unknown:
+        raise unknown_choice(str(unknown[0]), unknown[0], DOCUMENT_KEYS, what="top-level key")
+    return {**doc, "optimizer": list(doc["optimizer"])}
+
+
+def _in_order(problems: list[tuple[str, str]], path: str) -> list[tuple[str, str]]:
+    """The problems once each, by part (``optimizer[0]`` first), those of the whole list last."""
+
+    def part_index(problem: tuple[str, str]) -> int:
+        rest = problem[0].removeprefix(path + "[")
+        return int(rest.split("]", 1)[0]) if rest != problem[0] and rest.split("]", 1)[0].isdigit() else 1 << 30
+
+    return sorted(dict.fromkeys(problems), key=part_index)
+
+
+def _rebased(err: ConfigError, where: str) -> list[tuple[str, str]]:
+    """The problems of ``err`` with paths under ``optimizer`` moved under ``where``."""
+    moved = []
+    for path, message in err.problems:
+        if path == "optimizer" or path.startswith(("optimizer.", "optimizer[")):
+            path = where + path.removeprefix("optimizer")
+        moved.append((path, message))
+    return moved
+
+
+def _resolve_part(section: Mapping[str, Any], where: str, document: Mapping[str, Any]) -> OptimizerSpec:
+    from optforge.spec import resolve_optimizer_spec
+
+    try:
+        spec = resolve_optimizer_spec({"optimizer": dict(section)})
+    except ConfigError as err:
+        raise ConfigError.from_problems(_rebased(err, where)) from None
+    # A part with its own schedule (typed form) is outside the towers; the others follow them.
+    towers = None
+    if document.get(TOWERS_KEY) and spec.learning_rate is None:
+        towers = parse_model(MultiTaskLearningRates, document[TOWERS_KEY], TOWERS_KEY)
+    shared = {TOWERS_KEY: document[TOWERS_KEY]} if towers is not None else {}
+    return dataclasses.replace(
+        spec, path=where + spec.path.removeprefix("optimizer"), document=shared, towers=towers, towers_path=TOWERS_KEY
+    )
+
+
+def _part_problems(spec: OptimizerSpec, where: str) -> list[tuple[str, str]]:
+    """What keeps a valid optimizer config from being a part of a composite."""
+    entry, problems = spec.entry, []
+    if entry.needs_closure:
+        problems.append(
+            (
+                format_path(where, "name"),
+                f"{entry.name} steps with a closure that re-evaluates the loss several times; a composite "
+                "evaluates the closure once for all its parts, so it cannot be a part",
+            )
+        )
+    if entry.takes != "params":
+        problems.append(
+            (
+                format_path(where, "name"),
+                f"{entry.name} takes the whole model and optimizes all of it, so it cannot be one part of "
+                "a composite; use it alone",
+            )
+        )
+    if spec.options.get("zero"):
+        problems.append(
+            (
+                format_path(where, "zero"),
+                "a composite part cannot be wrapped in ZeroRedundancyOptimizer; shard with FSDP2 (fully_shard)",
+            )
+        )
+    return problems
+
+
+def _selector(raw: Any, index: int, where: str) -> _Rule:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"expected a mapping of {', '.join(SELECTOR_KEYS)}, got {type(raw).__name__} {raw!r}", path=where
+        )
+    for key in raw:
+        if key not in SELECTOR_KEYS:
+            raise unknown_choice(format_path(where, str(key)), key, SELECTOR_KEYS, what="key in a params selector")
+    config = parse_model(ParamGroupRule, dict(raw), where)
+    if config.match is None and config.module_type is None and config.ndim is None:
+        raise ConfigError("a params selector needs match, module_type or ndim", path=where)
+    patterns = () if config.match is None else _patterns(config.match, config.regex, format_path(where, "match"))
+    return _Rule(index, where, config, {}, patterns)
+
+
+def _inputs(model_or_params: Any, path: str) -> tuple[list[ParamInfo], nn.Module | None, bool]:
+    """Every parameter once (trainable or not), the model if one was given, and whether names are known."""
+    if isinstance(model_or_params, nn.Module):
+        return param_infos(model_or_params), model_or_params, True
+    items = [model_or_params] if isinstance(model_or_params, torch.Tensor) else list(model_or_params)
+    if any(isinstance(item, Mapping) for item in items):
+        raise ConfigError(
+            "a composite optimizer splits the parameters among its parts itself: pass the model (or its "
+            "named_parameters()), not param-group dicts",
+            path=path,
+        )
+    infos: dict[int, ParamInfo] = {}
+    named = True
+    for index, item in enumerate(items):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            name, tensor = item
+        else:
+            name, tensor, named = f"params[{index}]", item, False
+        if not isinstance(tensor, torch.Tensor):
+            raise ConfigError(f"expected a tensor, got {type(tensor).__name__}", path=f"params[{index}]")
+        infos.setdefault(id(tensor), ParamInfo(name, (name,), tensor, ()))
+    return list(infos.values()), None, named
+
+
+def _shape(param: torch.Tensor) -> str:
+    return "x".join(map(str, param.shape)) or "scalar"
+
+
+def _listed(infos: Sequence[ParamInfo], limit: int = 6) -> str:
+    shown = ", ".join(f"{info.name} ({_shape(info.param)})" for info in infos[:limit])
+    return shown + (f" and {len(infos) - limit} more" if len(infos) > limit else "")
+
+
+def _place(
+    rules: list[_Rule | None], broken: set[int], trainable: list[ParamInfo], path: str
+) -> tuple[list[list[ParamInfo]], list[tuple[str, str]]]:
+    """The parameters each part takes (first part wins), and the problems of the placement.
+
+    Parts whose selector is invalid (``broken``) take nothing, and then no leftover is reported.
+    """
+    placed: dict[int, int] = {}
+    taken: list[list[ParamInfo]] = []
+    problems: list[tuple[str, str]] = []
+    for index, rule in enumerate(rules):
+        where = format_path(path, index, "params")
+        if index in broken:
+            fresh = []
+        elif rule is None:
+            fresh = [info for info in trainable if id(info.param) not in placed]
+            if not fresh:
+                problems.append(
+                    (
+                        where,
+                        "this part has no params: selector, so it takes the parameters no earlier "
+                        "part took, but none is left; remove it or give it a selector",
+                    )
+                )
+        else:
+            matched = [info for info in trainable if _rule_matches(rule, info)]
+            fresh = [info for info in matched if id(info.param) not in placed]
+            if not matched:
+                err = _rule_matches_nothing(rule, trainable)
+                problems.append((err.path, f"selects no trainable parameter: {err.problems[0][1]}"))
+            elif not fresh:
+                earlier = sorted({format_path(path, placed[id(info.param)]) for info in matched})
+                problems.append(
+                    (
+                        where,
+                        f"selects only parameters already taken by {', '.join(earlier)} (the first "
+                        "part whose selector takes a parameter gets it); move this part up or narrow the "
+                        "earlier one",
+                    )
+                )
+        for info in fresh:
+            placed[id(info.param)] = index
+        taken.append(fresh)
+    left = [info for info in trainable if id(info.param) not in placed]
+    if left and not broken:
+        problems.append(
+            (
+                path,
+                f"{len(left)} trainable parameter(s) are in no part: {_listed(left)}; end the list "
+                "with a part without params: (e.g. {name: AdamW}) to take the rest",
+            )
+        )
+    return taken, problems
+
+
+def _matrix_problem(name: str, bad: Sequence[ParamInfo], path: str, *, composite: bool) -> tuple[str, str]:
+    if composite:
+        advice = "narrow this part's params: with ndim: 2 and leave the others to a later part"
+    else:
+        advice = (
+            f"give it the 2-D weights and the rest to another optimizer in one composite: optimizer: "
+            f"[{{name: {name}, params: {{ndim: 2}}}}, {{name: AdamW}}] (optforge.muon_recipe "
+            "picks the hidden layers' weights)"
+        )
+    return path, f"{name} takes 2-D parameters only, but got {len(bad)} other(s): {_listed(bad)}; {advice}"
+
+
+def check_matrix_params(model_or_params: Any, params: Sequence[Any], spec: OptimizerSpec) -> None:
+    """Refuse a 2-D-only optimizer (``matrix_params_only``) over parameters of other shapes.
+
+    Raises:
+        ConfigError: naming the parameters of other shapes and suggesting the composite form.
+
+    Example:
+        >>> import torch
+        >>> from optforge.builder import resolve_optimizer_spec
+        >>> check_matrix_params(None, [torch.zeros(3)], resolve_optimizer_spec({"name": "Muon"}))
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: optimizer.name: Muon takes 2-D parameters only, but got 1 other(s): ...
+    """
+    if not spec.entry.matrix_params_only:
+        return
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, Mapping) else [item])]
+    names = {}
+    if isinstance(model_or_params, nn.Module):
+        names = {id(p): name for name, p in model_or_params.named_parameters()}
+    bad = [ParamInfo(names.get(id(p), "a parameter"), (), p, ()) for p in tensors if p.ndim != 2]
+    if bad:
+        path, message = _matrix_problem(spec.entry.name, bad, format_path(spec.path, "name"), composite=False)
+        raise ConfigError(message, path=path)
+
+
+def _part_name(section: Mapping[str, Any], spec: OptimizerSpec | None, index: int, where: str) -> str:
+    name = section.get("part")
+    if name is None:
+        return (spec.entry.name.lower() if spec is not None else f"part{index}").replace("/", ".")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(
+            f"a part name is a non-empty string without '/', got {name!r}", path=format_path(where, "part")
+        )
+    return name
+
+
+def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
+    """Fill in the part's groups and placements; the problems found."""
+    spec, problems = part.spec, []
+    taken = {id(info.param) for info in part.infos}
+    part.defaults = _effective_defaults(spec)
+    if model is not None and uses_rules(model, spec):
+        plan: GroupPlan = plan_param_groups(model, spec)
+        for group in plan.groups:
+            params = [p for p in group["params"] if id(p) in taken]
+            if params:
+                part.groups.append({**group, "params": params})
+        part.placements = [p for p in plan.placements if id(p.info.param) in taken]
+        reasons = {reason for placement in part.placements for reason in placement.reasons}
+        for index, _ in enumerate(spec.options.get("param_groups") or []):
+            if f"param_groups[{index}]" not in reasons:
+                problems.append(
+                    (
+                        format_path(spec.path, "param_groups", index),
+                        "matches no parameter of this part (its matches are in other parts)",
+                    )
+                )
+    else:
+        if model is None:
+            uses_rules([], spec)  # rules match names and module types: a ConfigError without a model
+        part.groups = [{"params": [info.param for info in part.infos], "name": "default"}]
+        part.placements = [Placement(info, "default") for info in part.infos]
+    for placement in part.placements:
+        if placement.group is not None:
+            placement.group = f"{part.name}/{placement.group}"
+    schedule = spec.learning_rate.model_dump(mode="json", exclude_none=True) if spec.learning_rate else None
+    for group in part.groups:
+        group["name"] = f"{part.name}/{group['name']}"
+        if schedule is not None:
+            group.setdefault("schedule", schedule)
+    if spec.entry.matrix_params_only:
+        bad = [info for info in part.infos if info.param.ndim != 2]
+        if bad:
+            problems.append(_matrix_problem(spec.entry.name, bad, format_path(part.path, "params"), composite=True))
+    return problems
+
+
+@dataclass
+class _Parsed:
+    """The parts of a list, read: each spec, selector and name, and the problems found."""
+
+    specs: list[OptimizerSpec | None] = field(default_factory=list)
+    rules: list[_Rule | None] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    broken: set[int] = field(default_factory=set)  # parts whose selector could not be read
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _parse_parts(
+    parts: Sequence[Any],
+    path: str,
+    document: Mapping[str, Any],
+    inputs: tuple[list[ParamInfo], nn.Module | None, bool] | None,
+) -> _Parsed:
+    """Read every part; ``inputs`` (the parameters, model, names known) checks the selectors against them."""
+    parsed = _Parsed()
+    for index, raw in enumerate(parts):
+        where = format_path(path, index)
+        spec = rule = None
+        name = f"part{index}"
+        if not isinstance(raw, Mapping):
+            parsed.problems.append(
+                (where, f"expected an optimizer section (a mapping), got {type(raw).__name__} {raw!r}")
+            )
+            parsed.broken.add(index)
+        else:
+            section = {key: value for key, value in raw.items() if key not in PART_KEYS}
+            try:
+                spec = _resolve_part(section, where, document)
+                parsed.problems += _part_problems(spec, where)
+            except ConfigError as err:
+                parsed.problems += err.problems
+            try:
+                if raw.get("params") is not None:
+                    rule = _selector(raw["params"], index, format_path(where, "params"))
+                    if inputs is not None:
+                        _check_selector(rule, where, *inputs)
+            except ConfigError as err:
+                parsed.problems += err.problems
+                parsed.broken.add(index)
+            try:
+                name = _part_name(raw, spec, index, where)
+            except ConfigError as err:
+                parsed.problems += err.problems
+        parsed.specs.append(spec)
+        parsed.rules.append(rule)
+        parsed.names.append(name)
+    # Default names that repeat get their index; names given twice are an error.
+    names = parsed.names
+    repeated = {name for name in names if names.count(name) > 1}
+    for index, name in enumerate(names):
+        if name in repeated:
+            if isinstance(parts[index], Mapping) and parts[index].get("part") is not None:
+                parsed.problems.append((format_path(path, index, "part"), f"part name {name!r} is used twice"))
+            else:
+                names[index] = f"{name}{index}"
+    return parsed
+
+
+def _check_selector(rule: _Rule, where: str, infos: list[ParamInfo], model: nn.Module | None, named: bool) -> None:
+    if rule.config.match is not None and not named:
+        raise ConfigError(
+            "match needs parameter names: pass the model or model.named_parameters()",
+            path=format_path(where, "params", "match"),
+        )
+    if rule.config.module_type is not None:
+        if model is None:
+            raise ConfigError(
+                "module_type needs the model (an nn.Module)", path=format_path(where, "params", "module_type")
+            )
+        _check_module_types([rule], infos, model)
+
+
+def _check_list(parts: Any, path: str) -> None:
+    if not isinstance(parts, Sequence) or isinstance(parts, (str, bytes)) or not parts:
+        raise ConfigError(f"expected a non-empty list of optimizer sections, got {parts!r}", path=path)
+
+
+def check_parts(
+    parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """The problems of the parts' sections and selectors on their own, without a model (``optforge validate``).
+
+    Example:
+        >>> check_parts([{"name": "Muon", "params": {"ndims": 2}}, {"name": "AdamW", "lr": -1}])[0][0]
+        'optimizer[0].params.ndims'
+    """
+    try:
+        _check_list(parts, path)
+    except ConfigError as err:
+        return err.problems
+    return _in_order(_parse_parts(parts, path, dict(document or {}), None).problems, path)
+
+
+def plan_composite(
+    model_or_params: Any, parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
+) -> list[PartPlan]:
+    """Validate the parts, place every parameter in one, and make each part's groups (nothing is built).
+
+    Raises:
+        ConfigError: with every problem found in every part.
+    """
+    _check_list(parts, path)
+    inputs = _inputs(model_or_params, path)
+    trainable = [info for info in inputs[0] if info.param.requires_grad]
+    if not trainable:
+        raise ConfigError("no trainable parameters: every parameter has requires_grad=False", path=path)
+    document = dict(document or {})
+    parsed = _parse_parts(parts, path, document, inputs)
+    model = inputs[1]
+    problems, specs, rules, names, broken = parsed.problems, parsed.specs, parsed.rules, parsed.names, parsed.broken
+    if document.get(TOWERS_KEY) is not None and all(spec is not None and spec.learning_rate for spec in specs):
+        problems.append((TOWERS_KEY, "applies to no part: every part has its own learning_rate"))
+    taken, placing = _place(rules, broken, trainable, path)
+    problems += placing
+    if problems:
+        raise ConfigError.from_problems(_in_order(problems, path))
+    plans = [
+        PartPlan(name, format_path(path, index), spec, infos, rule is not None)  # type: ignore[arg-type]
+        for index, (name, spec, infos, rule) in enumerate(zip(names, specs, taken, rules))
+    ]
+    for plan in plans:
+        try:
+            problems += _groups(plan, model)
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError.from_problems(_in_order(problems, path))
+    return plans
+
+
+def build_composite(
+    model_or_params: Any, parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
+) -> CompositeOptimizer:
+    """Build one :class:`CompositeOptimizer` from a list of optimizer sections.
+
+    Args:
+        model_or_params: The model (needed for ``module_type`` selectors and for the
+            parts' rules), or its ``named_parameters()`` (``match`` and ``ndim``
+            selectors), or bare tensors (``ndim`` selectors only).
+        parts: The list of parts (see the module docs).
+        path: The config path of the list, for messages.
+        document: The config document the list came from; its
+            ``multi_task_learning_rates`` apply to every part without a ``learning_rate``.
+
+    Raises:
+        ConfigError: with every problem of every part, before anything is built.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.EmbeddingBag(100, 8), torch.nn.Linear(8, 1))
+        >>> opt = build_composite(model, [
+        ...     {"name": "SGD", "lr": 0.01, "params": {"module_type": "EmbeddingBag"}},
+        ...     {"adam": {"lr": 1e-3}},
+        ... ])
+        >>> {name: type(part).__name__ for name, part in opt.parts.items()}
+        {'sgd': 'SGD', 'adam': 'Adam'}
+    """
+    from optforge.builder import build_from_spec
+    from optforge.param_groups import OPTION_KEYS
+
+    plans = plan_composite(model_or_params, parts, path=path, document=document)
+    built: dict[str, torch.optim.Optimizer] = {}
+    problems: list[tuple[str, str]] = []
+    for plan in plans:
+        # The groups are made: build the part over them as over explicit groups.
+        options = {key: value for key, value in plan.spec.options.items() if key not in OPTION_KEYS}
+        spec = dataclasses.replace(plan.spec, options=options, document={}, towers=None)
+        try:
+            built[plan.name] = build_from_spec(plan.groups, spec)
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError.from_problems(problems)
+    return CompositeOptimizer(built)
+
+
+def _is_one_schedule(value: Any) -> bool:
+    from optforge.scheduler import SCHEDULE_KEYS, _is_schedule
+
+    if isinstance(value, Mapping) and any(key in SCHEDULE_KEYS for key in value):
+        value = value.get("lr")
+    return value is not None and _is_schedule(value)
+
+
+def build_composite_and_scheduler(
+    model_or_params: Any, document: Mapping[str, Any]
+) -> tuple[CompositeOptimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The composite of ``document["optimizer"]`` and its :class:`~optforge.LRShim`.
+
+    A group's own schedule (a rule's ``schedule``, a task tower's, its part's
+    ``learning_rate``) comes first; then the document's ``schedule:``, which may
+    be keyed by part name (``{lr: {muon: ..., adamw: ...}}``) or group name;
+    without one, each group keeps its lr.
+
+    Raises:
+        ConfigError: for a bad part or schedule, or one shared ``schedule:`` over
+            parts of different lrs (a schedule sets lrs, not multipliers).
+    """
+    from optforge.scheduler import LRShim, build_scheduler
+
+    optimizer = build_composite(model_or_params, document["optimizer"], document=document)
+    groups = optimizer.param_groups
+    schedule = document.get("schedule")
+    if schedule is not None:
+        lrs = {
+            group["part"]: optimizer.parts[group["part"]].defaults.get("lr")
+            for group in groups
+            if "schedule" not in group
+        }
+        if len(set(lrs.values())) > 1 and _is_one_schedule(schedule):
+            shown = ", ".join(f"{part} {lr}" for part, lr in lrs.items())
+            raise ConfigError(
+                f"one schedule sets the same lr in every part, but the parts have different lrs ({shown}); "
+                "give one schedule per part, e.g. schedule: {lr: {" + ", ".join(f"{p}: ..." for p in lrs) + "}}",
+                path="schedule",
+            )
+        return optimizer, build_scheduler(optimizer, schedule, path="schedule")
+    if any("schedule" in group or "lr_scale" in group for group in groups):
+        # Groups without a schedule hold lr / lr_scale: the scheduler multiplies lr_scale back in.
+        constant = {
+            group["name"]: group.get("schedule")
+            or {"constant": float(group["lr"]) / (float(group.get("lr_scale", 1.0)) or 1.0)}
+            for group in groups
+        }
+        return optimizer, LRShim(optimizer, constant)
+    return optimizer, build_scheduler(optimizer, None, path="schedule")
+
+
+def composite_group_plan(model: nn.Module, document: Mapping[str, Any]) -> tuple[GroupPlan, str]:
+    """The :class:`~optforge.param_groups.GroupPlan` of a composite config (each parameter's part, group
+    and settings, for :func:`optforge.explain`), and a label naming its optimizers."""
+    plans = plan_composite(model, document["optimizer"], document=document)
+    groups, by_param = [], {}
+    for plan in plans:
+        for group in plan.groups:
+            groups.append({**group, **{key: group.get(key, plan.defaults.get(key)) for key in ("lr", "weight_decay")}})
+        why = f"part {plan.name} ({plan.path}.params)" if plan.selected else f"part {plan.name} (the rest)"
+        for placement in plan.placements:
+            reasons = [why, *placement.reasons]
+            by_param[id(placement.info.param)] = Placement(placement.info, placement.group, reasons)
+    placements = [
+        by_param.get(id(info.param), Placement(info, None, ["requires_grad=False"])) for info in param_infos(model)
+    ]
+    label = " + ".join(plan.spec.entry.name for plan in plans)
+    return GroupPlan(groups, placements, {}), label
+
+
+def muon_recipe(
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    *,
+    hidden: Sequence[str] | None = None,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    betas: Sequence[float] = (0.9, 0.95),
+    eps: float = 1e-8,
+) -> list[dict[str, Any]]:
+    """The parts of the usual Muon setup: ``torch.optim.Muon`` for hidden matrices, AdamW for the rest.
+
+    Muon takes the 2-D weights inside the hidden layers (the numbered blocks of
+    a transformer); the embeddings, the output head and every 1-D parameter
+    (biases, norms) go to AdamW. Muon's ``adjust_lr_fn: match_rms_adamw`` scales
+    its update to the RMS of AdamW's, so both parts share one ``lr`` and
+    ``weight_decay``, and one schedule drives them both.
+
+    Args:
+        lr: The lr of both parts.
+        weight_decay: The decoupled weight decay of both parts (AdamW's biases
+            and norms are exempt, as usual).
+        hidden: Globs of the hidden layers' parameter names; default: the numbered
+            blocks of module lists named ``blocks``, ``layers``, ``layer`` or ``h``,
+            at the top or one level down.
+        momentum: Muon's momentum.
+        nesterov: Muon's Nesterov momentum.
+        betas: AdamW's betas.
+        eps: AdamW's eps.
+
+    Returns:
+        The list of two parts, for ``{"optimizer": muon_recipe(...)}`` (or to dump to YAML).
+
+    Example:
+        >>> import torch, optforge
+        >>> class Net(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.embed = torch.nn.Embedding(32, 8)
+        ...         self.blocks = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
+        ...         self.head = torch.nn.Linear(8, 32)
+        >>> opt = optforge.build_optimizer(Net(), {"optimizer": optforge.muon_recipe(lr=2e-3)})
+        >>> [(g["name"], len(g["params"])) for g in opt.param_groups]
+        [('muon/default', 2), ('adamw/default', 2), ('adamw/no_decay', 3)]
+    """
+    if hidden is None:
+        hidden = [f"{prefix}{name}.*" for name in BLOCK_CONTAINERS for prefix in ("", "*.")]
+    return [
+        {
+            "part": "muon",
+            "name": "Muon",
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "adjust_lr_fn": "match_rms_adamw",
+            "params": {"match": list(hidden), "ndim": 2},
+        },
+        {"part": "adamw", "name": "AdamW", "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "eps": eps},
+    ]
