@@ -11,7 +11,7 @@ Example:
 from optforge.builder import build, build_optimizer
 from optforge.config_source import load_config
 from optforge.distributed import load_checkpoint, save_checkpoint
-from optforge.errors import ConfigError
+from optforge.errors import CheckpointError, ConfigError
 from optforge.explain import ParamTable, explain
 from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
 from optforge.registry import (
@@ -27,6 +27,7 @@ from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler
 from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_schedule, resolve_schedule
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "LRShim",
     "LearningRate",
