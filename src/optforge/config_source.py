@@ -35,7 +35,7 @@ __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_VALUES", "load_config", "load_yaml", "
 # The deepest nesting a config may have; real documents are a handful of levels deep.
 MAX_DEPTH = 64
 # The most values (every scalar, list and mapping, aliases expanded) a config may hold.
-MAX_VALUES = 2_000_000
+MAX_VALUES = 1_000_000
 # The largest config file read.
 MAX_BYTES = 128 * 1024 * 1024
 
@@ -70,15 +70,26 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _BOOLEAN_KEY_HINT = " (YAML reads unquoted yes/no/on/off as booleans: quote the key)"
 
 
+def _where(path: Path) -> str:
+    """A file's name for messages, shortened in the middle when it is very long."""
+    text = str(path)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-97:]}"
+
+
 def _read_text(path: Path) -> str:
     """The file's text, decoded as UTF-8; any other encoding or binary data is a ``ConfigError``."""
-    where = str(path)
-    if not path.is_file():
-        raise ConfigError("config file does not exist" if not path.exists() else "is not a file", path=where)
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise ConfigError(f"config file is {size:,} bytes; configs over {MAX_BYTES:,} bytes are refused", path=where)
-    data = path.read_bytes()
+    where = _where(path)
+    try:
+        if not path.is_file():
+            raise ConfigError("config file does not exist" if not path.exists() else "is not a file", path=where)
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError(
+                f"config file is {size:,} bytes; configs over {MAX_BYTES:,} bytes are refused", path=where
+            )
+        data = path.read_bytes()
+    except OSError as exc:  # a name too long for the file system, a file that cannot be read
+        raise ConfigError(f"cannot read the config file: {exc.strerror or exc}", path=where) from None
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             raise ConfigError(f"config file is encoded as {encoding}; save it as UTF-8", path=where)
@@ -150,11 +161,11 @@ def load_yaml(path: str | os.PathLike[str]) -> Any:
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        where = f"{_where(path)}:{mark.line + 1}" if mark is not None else _where(path)
         reason = " ".join(str(exc).split())
         raise ConfigError(f"config file is not valid YAML: {reason}", path=where) from None
     except RecursionError:
-        raise ConfigError("config file is nested too deeply to read", path=str(path)) from None
+        raise ConfigError("config file is nested too deeply to read", path=_where(path)) from None
     finally:
         loader.dispose()
 

@@ -40,11 +40,7 @@ def truncate(value: Any, limit: int = 80) -> str:
     shortener.maxlevel = 4
     shortener.maxstring = shortener.maxother = shortener.maxlong = max(limit, 8)
     shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 8
-    try:
-        text = shortener.repr(value)
-    except Exception:  # a value whose own __repr__ fails still gets a name
-        text = f"<{type(value).__name__} object>"
-    return _cut(text, limit)
+    return _cut(shortener.repr(value), limit)  # reprlib names a value whose own __repr__ fails
 
 
 def _cut(text: str, limit: int) -> str:

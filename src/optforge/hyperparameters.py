@@ -56,7 +56,7 @@ class Range:
     high: float = math.inf
     low_open: bool = False
     high_open: bool = True
-    why: str = ""
+    cap: float = math.inf  # beyond it the value cannot act on float32 tensors
 
     def text(self) -> str:
         """The interval as the messages write it: ``>= 0.0`` or ``in [0, 1)``."""
@@ -71,33 +71,35 @@ class Range:
             return None
         if not _finite(value):
             return f"must be a finite number, got {truncate(value)}"
+        if value > self.cap:
+            return f"must be at most {self.cap:.6g} (the largest float32), got {truncate(value)}"
         too_low = value <= self.low if self.low_open else value < self.low
         too_high = value >= self.high if self.high_open else value > self.high
         if too_low or too_high:
-            why = f" ({self.why})" if self.why else ""
-            return f"must be {self.text()}, got {truncate(value)}{why}"
+            return f"must be {self.text()}, got {truncate(value)}"
         return None
 
 
 # Ranges by hyperparameter name, shared by every optimizer and by schedules of these
 # values; for a tuple value (betas) the range applies to each element.
+# A value >= 0 that multiplies tensors: torch refuses a scalar beyond the largest float32 for float32 tensors.
+_SCALE = Range(0.0, cap=FLOAT32_MAX)
+
 RANGES: Mapping[str, Range] = {
-    "lr": Range(0.0),
-    "eps": Range(0.0),
-    "weight_decay": Range(0.0),
-    "momentum": Range(0.0),
-    "dampening": Range(0.0),
-    "lr_decay": Range(0.0),
-    "initial_accumulator_value": Range(
-        0.0, FLOAT32_MAX, high_open=False, why="the accumulator is filled with it in the parameters' dtype"
-    ),
-    "alpha": Range(0.0),
-    "lambd": Range(0.0),
+    "lr": _SCALE,
+    "eps": _SCALE,
+    "weight_decay": _SCALE,
+    "momentum": _SCALE,
+    "dampening": _SCALE,
+    "lr_decay": _SCALE,
+    "initial_accumulator_value": _SCALE,
+    "alpha": _SCALE,
+    "lambd": _SCALE,
     "betas": Range(0.0, 1.0),
     "beta1": Range(0.0, 1.0),
     "beta2": Range(0.0, 1.0),
     "rho": Range(0.0, 1.0, high_open=False),
-    "lr_scale": Range(0.0),
+    "lr_scale": _SCALE,
     "layer_decay": Range(0.0, 1.0, low_open=True, high_open=False),
 }
 
@@ -178,6 +180,8 @@ def _number(value: Any, default: Any, path: str, annotation: str) -> Any:
         raise ConfigError("must be a number, got nan", path=path)
     if not _finite(value) and _finite(default):
         raise ConfigError(f"must be a finite number, got {truncate(value)}", path=path)
+    if isinstance(value, int) and abs(value) > INT_MAX:
+        return float(value)  # torch takes Python ints as int64: a larger whole number goes as the float it is
     return value
 
 

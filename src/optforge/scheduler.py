@@ -199,6 +199,7 @@ class LRShim(LRScheduler):
             else:
                 config, where = entry, format_path(lr_path, str(key))
             lr_configs.append(resolve_schedule(config, **context, path=where))
+            _check_values("lr", lr_configs[-1], where)
             self._lr_scales.append(self._check_scale(group.get("lr_scale", 1.0), index))
         self._lr_fns: list[Schedule] = [make_schedule(config) for config in lr_configs]
 
@@ -387,7 +388,7 @@ def _is_schedule(value: Any) -> bool:
 def _as_schedule(value: Any) -> Any:
     """A bare number is a constant schedule."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"constant": float(value)}
+        return {"constant": value}  # validated (finite, >= 0) with the schedule
     return value
 
 

@@ -92,7 +92,12 @@ def cosine_restarts(peak: float, end: float, cycle_steps: int, cycle_mult: float
         if cycle_mult == 1.0:
             cycle = int(step // cycle_steps)
         else:
-            cycle = int(math.log1p(step * (cycle_mult - 1.0) / cycle_steps) / math.log(cycle_mult))
+            ratio = step * (cycle_mult - 1.0) / cycle_steps
+            if math.isfinite(ratio):
+                cycle = int(math.log1p(ratio) / math.log(cycle_mult))
+            else:  # the same in logarithms, where the ratio overflows
+                log_ratio = math.log(step) + math.log(cycle_mult - 1.0) - math.log(cycle_steps)
+                cycle = int(log_ratio / math.log(cycle_mult))
             # The logarithm can land one cycle off at an exact boundary: settle it exactly.
             while start_of(cycle + 1) <= step:
                 cycle += 1

@@ -222,7 +222,10 @@ def _lookup(lr_config: Any) -> Schedule:
         _BY_MODEL[id(lr_config)] = (lr_config, schedule)  # holding the model keeps its id unique
         return schedule
     # The text of plain config data is its content (1 and 1.0 differ, as they should); C-fast to build.
-    key = (type(lr_config), repr(lr_config))
+    try:
+        key = (type(lr_config), repr(lr_config))
+    except RecursionError:  # nested too deeply to be a schedule: parsing it says where
+        return make_schedule(lr_config)
     schedule = _BY_CONTENT.get(key)
     if schedule is None:
         schedule = make_schedule(lr_config)
