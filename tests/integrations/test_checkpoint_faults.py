@@ -223,3 +223,14 @@ def test_a_good_load_after_a_failed_one_resumes_exactly(tmp_path: Path, name: st
     after = _live(*target)
     torch.testing.assert_close(after["model"], expected["model"], rtol=1e-6, atol=1e-7)
     assert after["scheduler"] == expected["scheduler"]
+
+
+def test_a_failed_save_is_a_checkpoint_error_and_leaves_training_state_alone(tmp_path: Path) -> None:
+    model, optimizer, scheduler = _target("AdamW", stepped=True)
+    before = _live(model, optimizer, scheduler)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(blocked, model, optimizer, scheduler)
+    assert str(info.value).splitlines()[0].startswith(f"cannot save checkpoint {str(blocked)!r}: FileExistsError")
+    _assert_unchanged(before, _live(model, optimizer, scheduler))
