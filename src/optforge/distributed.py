@@ -389,17 +389,23 @@ def _read(
 ) -> dict[str, Any]:
     """The checkpoint's state, read into fresh copies shaped like the live state (which is left unchanged)."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
+    # What the checkpoint holds, before reading it all (checkpoints of older versions lack the optimizer's name).
     meta = {_META: {"schedule_free_train_mode": False, "stepped": True, "optimizer": ""}}
     with _single_process_quietly():
-        dcp.load(meta, checkpoint_id=os.fspath(checkpoint_dir))  # small: what it holds, before reading it all
+        dcp.load(meta, checkpoint_id=os.fspath(checkpoint_dir), planner=DefaultLoadPlanner(allow_partial_load=True))
     saved, live = meta[_META]["optimizer"], type(optimizer).__name__
-    if saved != live:
+    if saved and saved != live:
         raise ValueError(f"the checkpoint holds the state of optimizer {saved}, not {live}")
     with _steppable(optimizer, restore=True):
         model_state, optimizer_state = get_state_dict(model, optimizer)
-        state: dict[str, Any] = {"model": _fresh(model_state), "optimizer": _fresh(optimizer_state), **meta}
+        state: dict[str, Any] = {
+            "model": _fresh(model_state),
+            "optimizer": _fresh(optimizer_state),
+            _META: {key: meta[_META][key] for key in ("schedule_free_train_mode", "stepped")},
+        }
     if scheduler is not None:
         state["scheduler"] = _fresh(scheduler.state_dict())
     with _single_process_quietly():
@@ -452,10 +458,11 @@ def load_checkpoint(
     building the optimizer and scheduler as for training. A Schedule-Free
     optimizer comes back in the mode it had when saved.
 
-    The load is all-or-nothing: the checkpoint is read into copies of the
-    state (memory for a second copy of the model and optimizer state while
-    loading), then committed; if reading or committing fails on any rank,
-    every rank puts back the state it had.
+    The load is all-or-nothing: the checkpoint is read into fresh copies of
+    the state, then committed; if reading or committing fails on any rank,
+    every rank puts back the state it had. While loading, each rank holds one
+    extra copy of its share of the model and optimizer state (what is read)
+    and one of the model's current weights (to put back).
 
     Raises:
         CheckpointError: with the cause in its first line, for a missing,

@@ -47,8 +47,9 @@ def _live(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) ->
     return {
         "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "state": {
-            id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-            for p, s in optimizer.state.items()
+            index: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in optimizer.state[p].items()}
+            for index, p in enumerate(p for group in optimizer.param_groups for p in group["params"])
+            if p in optimizer.state
         },
         "groups": [copy.deepcopy({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups],
         "params": [[id(p) for p in g["params"]] for g in optimizer.param_groups],
@@ -234,3 +235,27 @@ def test_a_failed_save_is_a_checkpoint_error_and_leaves_training_state_alone(tmp
         save_checkpoint(blocked, model, optimizer, scheduler)
     assert str(info.value).splitlines()[0].startswith(f"cannot save checkpoint {str(blocked)!r}: FileExistsError")
     _assert_unchanged(before, _live(model, optimizer, scheduler))
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_a_checkpoint_without_the_optimizer_name_still_loads(tmp_path: Path) -> None:
+    """Checkpoints written before the optimizer's name was recorded load as before."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model = _model()
+    optimizer, scheduler = _build("AdamW", model)
+    _train(model, optimizer, scheduler, 3)
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {
+        "model": model_state,
+        "optimizer": optimizer_state,
+        "optforge": {"schedule_free_train_mode": False, "stepped": True},
+        "scheduler": scheduler.state_dict(),
+    }
+    dcp.save(state, checkpoint_id=str(tmp_path))
+    target = _target("AdamW", stepped=False)
+    load_checkpoint(tmp_path, *target)
+    expected, loaded = _live(model, optimizer, scheduler), _live(*target)
+    expected["params"] = loaded["params"]  # other parameter objects, in the same places
+    _assert_unchanged(expected, loaded)
