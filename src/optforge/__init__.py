@@ -25,7 +25,7 @@ from optforge.config import (
 )
 from optforge.config_source import load_config
 from optforge.distributed import load_checkpoint, save_checkpoint
-from optforge.errors import ConfigError
+from optforge.errors import CheckpointError, ConfigError
 from optforge.explain import ParamTable, explain
 from optforge.lr_schedulers import list_schedulers, register_scheduler
 from optforge.optimizers.composite import CompositeOptimizer
@@ -45,6 +45,7 @@ from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_sc
 __all__ = [
     "AdagradConfig",
     "AdamConfig",
+    "CheckpointError",
     "CompositeOptimizer",
     "ConfigError",
     "Document",

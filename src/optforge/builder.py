@@ -185,7 +185,7 @@ def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Op
     create = zero_factory(spec)  # spec.entry.create, or a ZeRO wrap of it with zero: true
     try:
         optimizer = create(params, **_hyperparameters(spec))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:  # what constructors raise for bad values
         raise ConfigError(f"{spec.entry.name} rejected the config: {exc}", path=spec.path) from exc
     section = spec.section
     if section is not None and section.template is not None and section.template.checkpoint is not None:

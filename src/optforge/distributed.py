@@ -8,6 +8,12 @@ model, optimizer and scheduler state with :mod:`torch.distributed.checkpoint`,
 for plain, DDP and FSDP2 (``fully_shard``) models alike; without a process
 group they work in a single process.
 
+Loading is all-or-nothing: the checkpoint is read into fresh copies of the
+state, then committed; when anything fails (a missing, truncated or mismatched
+file, a state the optimizer or scheduler refuses) the model, the optimizer and
+the scheduler are left exactly as they were, and :class:`~optforge.CheckpointError`
+says why in its first line.
+
 Schedule-Free optimizers hold the gradient point ``y`` in their parameters while
 training and the average ``x`` in eval mode. :func:`save_checkpoint` saves them
 in eval mode, so the saved model weights are the ones to evaluate, and
@@ -34,15 +40,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from optforge.errors import ConfigError, format_path
+from optforge.errors import CheckpointError, ConfigError, format_path
 
 if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
@@ -50,6 +58,7 @@ if TYPE_CHECKING:
     from optforge.spec import OptimizerSpec
 
 __all__ = [
+    "CheckpointError",
     "is_schedule_free",
     "load_checkpoint",
     "save_checkpoint",
@@ -214,6 +223,9 @@ def save_checkpoint(
         eval_mode: Save a Schedule-Free optimizer in eval mode, so the saved model
             weights are the averaged ones to evaluate; it returns to train mode
             afterwards, and :func:`load_checkpoint` restores that mode.
+
+    Raises:
+        CheckpointError: when the checkpoint cannot be written.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -231,15 +243,207 @@ def save_checkpoint(
             state: dict[str, Any] = {
                 "model": model_state,
                 "optimizer": optimizer_state,
-                _META: {"schedule_free_train_mode": was_training, "stepped": pristine is None},
+                _META: {
+                    "schedule_free_train_mode": was_training,
+                    "stepped": pristine is None,
+                    "optimizer": type(optimizer).__name__,
+                },
             }
             if scheduler is not None:
                 state["scheduler"] = scheduler.state_dict()
-            with _single_process_quietly():
+            with _single_process_quietly(), _as_checkpoint_error("save", checkpoint_dir):
                 dcp.save(state, checkpoint_id=os.fspath(checkpoint_dir))
     finally:
         if switch:
             set_schedule_free_mode(optimizer, True)
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The exception behind a torch DCP ``CheckpointException`` (the first failing rank's), or ``exc``."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        rank = min(failures)
+        inner = failures[rank]
+        inner = inner[0] if isinstance(inner, tuple) else inner
+        if isinstance(inner, BaseException):
+            return inner
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, EOFError | pickle.UnpicklingError):
+        first = f"{first} (a file of the checkpoint is truncated or damaged)".strip()
+    return f"{type(exc).__name__}: {first}"
+
+
+@contextlib.contextmanager
+def _as_checkpoint_error(action: str, checkpoint_dir: str | os.PathLike[str], note: str = "") -> Iterator[None]:
+    """Turn any failure (torch DCP's ``CheckpointException`` is a ``BaseException``) into ``CheckpointError``."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (Exception, CheckpointException) as exc:
+        cause = _cause(exc)
+        lines = [f"cannot {action} checkpoint {os.fspath(checkpoint_dir)!r}: {_describe(cause)}"]
+        if note:
+            lines.append(note)
+        if cause is not exc:
+            lines.append(f"(reported by torch.distributed.checkpoint: {type(exc).__name__})")
+        raise CheckpointError("\n".join(lines)) from cause
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a state dict with new containers and cloned tensors, to load into without touching the live state."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _fresh(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_fresh(item) for item in value)
+    return value
+
+
+def _group_settings(group: dict[str, Any]) -> dict[str, Any]:
+    """A group's settings, tensors cloned so that in-place changes can be undone."""
+    return {key: (value.detach().clone() if isinstance(value, torch.Tensor) else value) for key, value in group.items()}
+
+
+@dataclass
+class _OptimizerSnapshot:
+    """Everything ``load_state_dict`` and the zero-gradient step may change in one optimizer."""
+
+    optimizer: Optimizer
+    state: Any
+    entries: dict[Any, dict[str, Any]]
+    groups: list[dict[str, Any]]
+    settings: list[dict[str, Any]]
+
+    @classmethod
+    def take(cls, optimizer: Optimizer) -> _OptimizerSnapshot:
+        state = optimizer.state
+        return cls(
+            optimizer,
+            state,
+            {param: dict(entry) for param, entry in state.items()},
+            optimizer.param_groups,
+            [_group_settings(group) for group in optimizer.param_groups],
+        )
+
+    def restore(self) -> None:
+        self.optimizer.state = self.state
+        self.state.clear()
+        self.state.update(self.entries)
+        self.optimizer.param_groups = self.groups
+        for group, before in zip(self.groups, self.settings):
+            for key, value in before.items():
+                current = group.get(key)
+                same_tensor = isinstance(current, torch.Tensor) and getattr(current, "shape", None) == value.shape
+                if isinstance(value, torch.Tensor) and same_tensor:
+                    current.copy_(value)  # the same tensor object, its value back
+                else:
+                    group[key] = value
+            for key in [key for key in group if key not in before]:
+                del group[key]
+
+
+@dataclass
+class _Snapshot:
+    """The live model, optimizer and scheduler state before a load, to put back if the load fails."""
+
+    model: list[tuple[torch.Tensor, torch.Tensor]]
+    optimizers: list[_OptimizerSnapshot]
+    scheduler: tuple[Any, dict[str, Any]] | None
+
+    @classmethod
+    def take(cls, model: nn.Module, optimizer: Optimizer, scheduler: Any) -> _Snapshot:
+        with torch.no_grad():
+            tensors = [(t, t.detach().clone()) for t in model.state_dict().values() if isinstance(t, torch.Tensor)]
+        optimizers = [optimizer]
+        base = getattr(optimizer, "base", None)  # a wrapper (ScheduleFreeWrapper) shares its base's state
+        if isinstance(base, Optimizer):
+            optimizers.append(base)
+        sched = None if scheduler is None else (scheduler, dict(scheduler.__dict__))
+        return cls(tensors, [_OptimizerSnapshot.take(opt) for opt in optimizers], sched)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for live, saved in self.model:
+            live.copy_(saved)
+        for snapshot in reversed(self.optimizers):
+            snapshot.restore()
+        if self.scheduler is not None:
+            scheduler, attributes = self.scheduler
+            scheduler.__dict__.clear()
+            scheduler.__dict__.update(attributes)
+
+
+def _read(
+    checkpoint_dir: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """The checkpoint's state, read into fresh copies shaped like the live state (which is left unchanged)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    # What the checkpoint holds, before reading it all (checkpoints of older versions lack the optimizer's name).
+    meta = {_META: {"schedule_free_train_mode": False, "stepped": True, "optimizer": ""}}
+    with _single_process_quietly():
+        dcp.load(meta, checkpoint_id=os.fspath(checkpoint_dir), planner=DefaultLoadPlanner(allow_partial_load=True))
+    saved, live = meta[_META]["optimizer"], type(optimizer).__name__
+    if saved and saved != live:
+        raise ValueError(f"the checkpoint holds the state of optimizer {saved}, not {live}")
+    with _steppable(optimizer, restore=True):
+        model_state, optimizer_state = get_state_dict(model, optimizer)
+        state: dict[str, Any] = {
+            "model": _fresh(model_state),
+            "optimizer": _fresh(optimizer_state),
+            _META: {key: meta[_META][key] for key in ("schedule_free_train_mode", "stepped")},
+        }
+    if scheduler is not None:
+        state["scheduler"] = _fresh(scheduler.state_dict())
+    with _single_process_quietly():
+        dcp.load(state, checkpoint_id=os.fspath(checkpoint_dir))
+    return state
+
+
+def _commit(state: dict[str, Any], model: nn.Module, optimizer: Optimizer, scheduler: Any) -> None:
+    """Put a checkpoint's state into the live objects (the caller undoes it all on failure)."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    if not any(optimizer.state.values()):
+        # Loading first takes a zero-gradient step to create the state, which a
+        # Schedule-Free optimizer takes in train mode only (with no z yet, the flag is all that moves).
+        optimizer.state.clear()
+        if is_schedule_free(optimizer):
+            for group in optimizer.param_groups:
+                group["train_mode"] = True
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
+    if not state[_META]["stepped"]:
+        optimizer.state.clear()  # saved before its first step: no state yet
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    set_model_state_dict(model, state["model"])
+    if state[_META]["schedule_free_train_mode"]:
+        set_schedule_free_mode(optimizer, True)
+
+
+def _everyone(ok: bool) -> bool:
+    """Whether every rank succeeded (just ``ok`` without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return ok
+    results: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(results, ok)
+    return all(results)
+
+
+_UNCHANGED = "the model, the optimizer and the scheduler are unchanged"
 
 
 def load_checkpoint(
@@ -253,26 +457,36 @@ def load_checkpoint(
     Call it on every rank, after wrapping the model (DDP, ``fully_shard``) and
     building the optimizer and scheduler as for training. A Schedule-Free
     optimizer comes back in the mode it had when saved.
-    """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+    The load is all-or-nothing: the checkpoint is read into fresh copies of
+    the state, then committed; if reading or committing fails on any rank,
+    every rank puts back the state it had. While loading, each rank holds one
+    extra copy of its share of the model and optimizer state (what is read)
+    and one of the model's current weights (to put back).
+
+    Raises:
+        CheckpointError: with the cause in its first line, for a missing,
+            truncated or mismatched checkpoint or a state that the optimizer or
+            the scheduler refuses; nothing has changed then.
+    """
     _check_optimizer(optimizer)
-    with _steppable(optimizer, restore=False):
-        model_state, optimizer_state = get_state_dict(model, optimizer)
-    state: dict[str, Any] = {
-        "model": model_state,
-        "optimizer": optimizer_state,
-        _META: {"schedule_free_train_mode": False, "stepped": True},
-    }
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
-    with _single_process_quietly():
-        dcp.load(state, checkpoint_id=os.fspath(checkpoint_dir))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
-    if not state[_META]["stepped"]:
-        optimizer.state.clear()  # saved before its first step: no state yet
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if state[_META]["schedule_free_train_mode"]:
-        set_schedule_free_mode(optimizer, True)
+    with _as_checkpoint_error("load", checkpoint_dir, _UNCHANGED):
+        location = os.fspath(checkpoint_dir)
+        if "://" not in str(location) and not os.path.isdir(location):
+            raise FileNotFoundError(f"no checkpoint directory {location!r}")
+        state = _read(checkpoint_dir, model, optimizer, scheduler)
+    snapshot = _Snapshot.take(model, optimizer, scheduler)
+    failure: BaseException | None = None
+    try:
+        _commit(state, model, optimizer, scheduler)
+    except Exception as exc:
+        failure = exc
+    except BaseException:
+        snapshot.restore()  # interrupted: put everything back and let the interruption through
+        raise
+    if not _everyone(failure is None):
+        snapshot.restore()
+        with _as_checkpoint_error("load", checkpoint_dir, _UNCHANGED):
+            if failure is not None:
+                raise failure
+            raise RuntimeError("another rank failed to load its share of the checkpoint")

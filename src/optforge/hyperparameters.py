@@ -3,6 +3,13 @@
 Unknown names are errors naming the valid ones; lists become tuples where the
 optimizer expects tuples; values of the wrong type or out of range are errors
 with their config path, raised now rather than at the first ``step()``.
+
+One range table, :data:`RANGES`, serves every place a hyperparameter is set:
+the optimizer section, explicit param groups, param-group rules, ``lr_scale``
+and the scheduled values of :class:`~optforge.LRShim`. A second table,
+:data:`FIRST_STEP_RULES`, holds the values that an optimizer's constructor
+accepts but its first step (or the constructor itself, with another exception
+type) rejects.
 """
 
 from __future__ import annotations
@@ -11,45 +18,171 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from optforge.errors import ConfigError, format_path, suggest
+import torch
+
+from optforge.errors import ConfigError, format_path, suggest, truncate
 from optforge.registry import OptimizerEntry
 
-__all__ = ["RANGE_RULES", "check_hyperparameters"]
+__all__ = [
+    "FIRST_STEP_RULES",
+    "RANGES",
+    "FirstStepRule",
+    "Range",
+    "check_hyperparameters",
+    "value_problems",
+]
+
+# The largest float32: accumulators created in the parameters' dtype overflow beyond it.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+# The largest whole number a hyperparameter that takes integers may be (a C ``int64``).
+INT_MAX = 2**63 - 1
 
 
-def _at_least(low: float) -> Callable[[float], str | None]:
-    return lambda v: None if v >= low else f"must be >= {low}"
+@dataclass(frozen=True)
+class Range:
+    """A closed or half-open interval that a finite hyperparameter value must lie in.
+
+    Example:
+        >>> Range(0.0, 1.0).problem(1.5)
+        'must be in [0, 1), got 1.5'
+        >>> Range(0.0).problem(float("inf"))
+        'must be a finite number, got inf'
+    """
+
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = True
+    cap: float = math.inf  # beyond it the value cannot act on float32 tensors
+
+    def text(self) -> str:
+        """The interval as the messages write it: ``>= 0.0`` or ``in [0, 1)``."""
+        if self.high == math.inf:
+            return f"> {self.low!r}" if self.low_open else f">= {self.low!r}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of range, or ``None``; values that are not numbers are not judged here."""
+        if not _is_number(value):
+            return None
+        if not _finite(value):
+            return f"must be a finite number, got {truncate(value)}"
+        if value > self.cap:
+            return f"must be at most {self.cap:.6g} (the largest float32), got {truncate(value)}"
+        too_low = value <= self.low if self.low_open else value < self.low
+        too_high = value >= self.high if self.high_open else value > self.high
+        if too_low or too_high:
+            return f"must be {self.text()}, got {truncate(value)}"
+        return None
 
 
-def _in_unit_interval(v: float) -> str | None:
-    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+# Ranges by hyperparameter name, shared by every optimizer and by schedules of these
+# values; for a tuple value (betas) the range applies to each element.
+# A value >= 0 that multiplies tensors: torch refuses a scalar beyond the largest float32 for float32 tensors.
+_SCALE = Range(0.0, cap=FLOAT32_MAX)
+
+RANGES: Mapping[str, Range] = {
+    "lr": _SCALE,
+    "eps": _SCALE,
+    "weight_decay": _SCALE,
+    "momentum": _SCALE,
+    "dampening": _SCALE,
+    "lr_decay": _SCALE,
+    "initial_accumulator_value": _SCALE,
+    "alpha": _SCALE,
+    "lambd": _SCALE,
+    "betas": Range(0.0, 1.0),
+    "beta1": Range(0.0, 1.0),
+    "beta2": Range(0.0, 1.0),
+    "rho": Range(0.0, 1.0, high_open=False),
+    "lr_scale": _SCALE,
+    "layer_decay": Range(0.0, 1.0, low_open=True, high_open=False),
+}
 
 
-def _in_closed_unit_interval(v: float) -> str | None:
-    return None if 0.0 <= v <= 1.0 else "must be in [0, 1]"
+@dataclass(frozen=True)
+class FirstStepRule:
+    """A value that the optimizer's constructor accepts but its first step rejects.
+
+    Attributes:
+        applies: Whether the rule concerns an optimizer class.
+        check: Why a value is bad, or ``None``.
+    """
+
+    applies: Callable[[type], bool]
+    check: Callable[[Any], str | None]
 
 
-# Range checks by hyperparameter name, shared by every optimizer; for a tuple
-# value the rule applies to each element (betas). Each returns why a value is bad.
-RANGE_RULES: Mapping[str, Callable[[float], str | None]] = {
-    "lr": _at_least(0.0),
-    "eps": _at_least(0.0),
-    "weight_decay": _at_least(0.0),
-    "momentum": _at_least(0.0),
-    "dampening": _at_least(0.0),
-    "lr_decay": _at_least(0.0),
-    "initial_accumulator_value": _at_least(0.0),
-    "alpha": _at_least(0.0),
-    "lambd": _at_least(0.0),
-    "betas": _in_unit_interval,
-    "rho": _in_closed_unit_interval,
+def _is_lbfgs(cls: type) -> bool:
+    return isinstance(cls, type) and issubclass(cls, torch.optim.LBFGS)
+
+
+def _is_schedule_free(cls: type) -> bool:
+    return "schedulefree" in getattr(cls, "__name__", "").lower()
+
+
+def _line_search(value: Any) -> str | None:
+    return None if value in (None, "strong_wolfe") else f"must be null or 'strong_wolfe', got {truncate(value)}"
+
+
+def _history_size(value: Any) -> str | None:
+    return None if not _is_number(value) or value >= 1 else f"must be >= 1, got {truncate(value)}"
+
+
+# The largest Schedule-Free ``r``: the averaging weight (k + 1) ** r must stay a float for 10**15 steps.
+MAX_SCHEDULE_FREE_R = 20.0
+
+
+def _schedule_free_r(value: Any) -> str | None:
+    if not _is_number(value) or (_finite(value) and 0 <= value <= MAX_SCHEDULE_FREE_R):
+        return None
+    return (
+        f"must be in [0, {MAX_SCHEDULE_FREE_R:g}], got {truncate(value)}: the averaging weight (step + 1) ** r "
+        "overflows a float otherwise"
+    )
+
+
+# Values accepted at construction but rejected at the first step, by hyperparameter name.
+FIRST_STEP_RULES: Mapping[str, FirstStepRule] = {
+    "line_search_fn": FirstStepRule(_is_lbfgs, _line_search),
+    "history_size": FirstStepRule(_is_lbfgs, _history_size),
+    "r": FirstStepRule(_is_schedule_free, _schedule_free_r),
 }
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _number(value: Any, default: Any, path: str, annotation: str) -> Any:
+    """A number for a hyperparameter whose default is a number."""
+    if not _is_number(value):
+        raise ConfigError(f"expected a number, got {type(value).__name__} {truncate(value)}", path=path)
+    whole_only = annotation and "float" not in annotation and "Tensor" not in annotation
+    if isinstance(default, int) and whole_only:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"expected a whole number, got {value!r}", path=path)
+        if not _finite(value) or abs(value) > INT_MAX:
+            raise ConfigError(f"expected a whole number of at most 2**63 - 1, got {truncate(value)}", path=path)
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError("must be a number, got nan", path=path)
+    if not _finite(value) and _finite(default):
+        raise ConfigError(f"must be a finite number, got {truncate(value)}", path=path)
+    if isinstance(value, int) and abs(value) > INT_MAX:
+        return float(value)  # torch takes Python ints as int64: a larger whole number goes as the float it is
+    return value
 
 
 def _convert(value: Any, default: Any, path: str, annotation: str = "") -> Any:
@@ -60,42 +193,63 @@ def _convert(value: Any, default: Any, path: str, annotation: str = "") -> Any:
     """
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"expected a list of {len(default)} values, got {value!r}", path=path)
+            raise ConfigError(f"expected a list of {len(default)} values, got {truncate(value)}", path=path)
         if len(value) != len(default):
-            raise ConfigError(f"expected {len(default)} values, got {len(value)}: {list(value)!r}", path=path)
+            raise ConfigError(f"expected {len(default)} values, got {len(value)}: {truncate(list(value))}", path=path)
         return tuple(_convert(v, d, format_path(path, i)) for i, (v, d) in enumerate(zip(value, default)))
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"expected true or false, got {value!r}", path=path)
+            raise ConfigError(f"expected true or false, got {truncate(value)}", path=path)
         return value
     if _is_number(default):
-        if not _is_number(value):
-            raise ConfigError(f"expected a number, got {type(value).__name__} {value!r}", path=path)
-        whole_only = annotation and "float" not in annotation and "Tensor" not in annotation
-        if isinstance(default, int) and isinstance(value, float) and whole_only and not value.is_integer():
-            raise ConfigError(f"expected a whole number, got {value!r}", path=path)
-        if isinstance(value, float) and math.isnan(value):
-            raise ConfigError("must be a number, got nan", path=path)
-        return value
+        return _number(value, default, path, annotation)
     return value
 
 
-def _check_range(name: str, value: Any, path: str) -> None:
-    rule = RANGE_RULES.get(name)
-    if rule is None:
-        return
-    items = list(enumerate(value)) if isinstance(value, tuple) else [(None, value)]
+def value_problems(name: str, value: Any, path: str) -> list[tuple[str, str]]:
+    """``(path, message)`` for each element of ``value`` outside the range :data:`RANGES` gives ``name``.
+
+    Example:
+        >>> value_problems("betas", (0.9, 1.0), "optimizer.betas")
+        [('optimizer.betas[1]', 'must be in [0, 1), got 1.0')]
+        >>> value_problems("lr", float("inf"), "lr")
+        [('lr', 'must be a finite number, got inf')]
+    """
+    rng = RANGES.get(name)
+    if rng is None:
+        return []
+    items = list(enumerate(value)) if isinstance(value, tuple | list) else [(None, value)]
+    problems = []
     for index, item in items:
-        if not _is_number(item):
-            continue
-        problem = rule(float(item))
+        problem = rng.problem(item)
         if problem:
-            where = path if index is None else format_path(path, index)
-            raise ConfigError(f"{problem}, got {item!r}", path=where)
+            problems.append((path if index is None else format_path(path, index), problem))
+    return problems
+
+
+def _check_one(entry: OptimizerEntry, param: inspect.Parameter | None, name: str, value: Any, where: str) -> Any:
+    if param is not None:
+        default = param.default
+        if default is not inspect.Parameter.empty and default is not None:
+            annotation = "" if param.annotation is inspect.Parameter.empty else str(param.annotation)
+            value = _convert(value, default, where, annotation)
+        elif isinstance(value, list):
+            value = tuple(value) if "tuple" in str(param.annotation) else value
+    problems = value_problems(name, value, where)
+    rule = FIRST_STEP_RULES.get(name)
+    if rule is not None and rule.applies(entry.resolve_class()):
+        problem = rule.check(value)
+        if problem:
+            problems.append((where, problem))
+    if problems:
+        raise ConfigError.from_problems(problems)
+    return value
 
 
 def check_hyperparameters(entry: OptimizerEntry, values: Mapping[str, Any], path: str) -> dict[str, Any]:
     """Validate ``values`` for ``entry``'s optimizer and return them ready to pass.
+
+    Every problem of the section is reported in one error.
 
     Args:
         entry: The registry entry of the optimizer.
@@ -103,7 +257,8 @@ def check_hyperparameters(entry: OptimizerEntry, values: Mapping[str, Any], path
         path: The config path of the mapping holding them (``"optimizer"``).
 
     Raises:
-        ConfigError: for an unknown name, a wrong type or an out-of-range value.
+        ConfigError: for each unknown name, wrong type, out-of-range value, or
+            value that the optimizer would reject only at its first step.
 
     Example:
         >>> from optforge.registry import get_optimizer_entry
@@ -116,26 +271,26 @@ def check_hyperparameters(entry: OptimizerEntry, values: Mapping[str, Any], path
     """
     accepted, takes_any = entry.hyperparameters()
     checked: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     for name, value in values.items():
-        where = format_path(path, name)
         if not isinstance(name, str):
-            raise ConfigError(f"hyperparameter names must be strings, got {name!r}", path=path)
+            where = format_path(path, truncate(name, 40))
+            message = f"hyperparameter names must be strings, got {type(name).__name__} {truncate(name)}"
+            problems.append((where, message))
+            continue
+        where = format_path(path, name)
         param = accepted.get(name)
-        if param is None:
-            if takes_any:
-                checked[name] = value
-                continue
+        if param is None and not takes_any:
             message = f"unknown hyperparameter for {entry.name}"
             close = suggest(name, accepted)
             message += f"; did you mean {close[0]!r}?" if close else "."
             message += " Valid hyperparameters: " + ", ".join(accepted)
-            raise ConfigError(message, path=where)
-        default = param.default
-        if default is not inspect.Parameter.empty and default is not None:
-            annotation = "" if param.annotation is inspect.Parameter.empty else str(param.annotation)
-            value = _convert(value, default, where, annotation)
-        elif isinstance(value, list):
-            value = tuple(value) if "tuple" in str(param.annotation) else value
-        _check_range(name, value, where)
-        checked[name] = value
+            problems.append((where, message))
+            continue
+        try:
+            checked[name] = _check_one(entry, param, name, value, where)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError.from_problems(problems)
     return checked

@@ -31,9 +31,11 @@ from typing import Any, NamedTuple
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from optforge.errors import ConfigError, format_path, suggest, unknown_choice
+from optforge.errors import ConfigError, format_path, suggest, truncate, unknown_choice
+from optforge.hyperparameters import RANGES, value_problems
 from optforge.lr_schedulers.section import build_named_scheduler, is_named_section
 from optforge.schedules import LearningRate, Schedule, make_schedule, resolve_schedule
+from optforge.schedules._lengths import MAX_STEP
 
 __all__ = ["HYPERPARAMETERS", "SCHEDULE_KEYS", "LRShim", "ScheduleChangedWarning", "build_scheduler"]
 
@@ -44,7 +46,7 @@ class ScheduleChangedWarning(UserWarning):
 
 def _set_value(group: dict[str, Any], key: str, value: float) -> None:
     """Set ``group[key]``, in place when it is a tensor (fused or capturable optimizers)."""
-    current = group[key]
+    current = group.get(key)  # a loaded optimizer state may lack it: the schedule decides it anyway
     if isinstance(current, torch.Tensor):
         current.fill_(value)
     else:
@@ -215,6 +217,7 @@ class LRShim(LRScheduler):
             else:
                 config, where = entry, format_path(lr_path, str(key))
             lr_configs.append(resolve_schedule(config, **context, path=where))
+            _check_values("lr", lr_configs[-1], where)
             self._lr_scales.append(self._check_scale(group.get("lr_scale", 1.0), index))
         self._lr_fns: list[Schedule] = [make_schedule(config) for config in lr_configs]
 
@@ -242,6 +245,7 @@ class LRShim(LRScheduler):
                         path=format_path(where, str(key)),
                     )
                 config = resolve_schedule(entry, **context, path=format_path(where, str(key)))
+                _check_values(name, config, format_path(where, str(key)))
                 self._hyperparameter_updates.append((spec.setter, index, make_schedule(config)))
                 described[label][name] = config.model_dump(mode="json", exclude_none=True)
         self._fingerprint = {label: _fingerprint(data) for label, data in described.items()}
@@ -258,8 +262,11 @@ class LRShim(LRScheduler):
 
     @staticmethod
     def _check_scale(scale: Any, index: int) -> float:
+        where = f"param_groups[{index}].lr_scale"
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale >= 0:
-            raise ConfigError(f"lr_scale must be a number >= 0, got {scale!r}", path=f"param_groups[{index}].lr_scale")
+            raise ConfigError(f"lr_scale must be a number >= 0, got {truncate(scale)}", path=where)
+        if RANGES["lr_scale"].problem(scale):
+            raise ConfigError(f"lr_scale must be a finite number >= 0, got {truncate(scale)}", path=where)
         return float(scale)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
@@ -307,14 +314,13 @@ class LRShim(LRScheduler):
         scheduler, is read for its ``last_epoch``. When the saved fingerprint
         differs from the current one, a :class:`ScheduleChangedWarning` names the
         groups whose schedule changed.
+
+        Raises:
+            ConfigError: for a state that is not one (no step count, a step
+                outside ``[0, 2**53]``, a malformed fingerprint); nothing changes.
         """
-        step = state_dict.get("step", state_dict.get("last_epoch"))
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(
-                f"not a scheduler state: expected a step count under 'step', got keys {sorted(state_dict)}"
-            )
-        saved = state_dict.get("fingerprint")
-        if saved is not None and dict(saved) != self._fingerprint:
+        step, saved = _read_state(state_dict)
+        if saved is not None and saved != self._fingerprint:
             changed = sorted(
                 label for label in {*saved, *self._fingerprint} if saved.get(label) != self._fingerprint.get(label)
             )
@@ -326,6 +332,68 @@ class LRShim(LRScheduler):
             )
         self.last_epoch = step
         self._apply(step)
+
+
+def _read_state(state_dict: Any) -> tuple[int, dict[str, str] | None]:
+    """The step and fingerprint of a scheduler state, checked; ``ConfigError`` for anything else."""
+    if not isinstance(state_dict, Mapping):
+        raise ConfigError(
+            f"not a scheduler state: expected a mapping, got {type(state_dict).__name__} {truncate(state_dict)}",
+            path="scheduler",
+        )
+    step = state_dict.get("step", state_dict.get("last_epoch"))
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        keys = ", ".join(truncate(key, 40) for key in list(state_dict)[:20])
+        raise ConfigError(
+            f"not a scheduler state: expected a step count in [0, 2**53] under 'step', got {truncate(step)} "
+            f"(keys: {keys})",
+            path="scheduler.step",
+        )
+    saved = state_dict.get("fingerprint")
+    if saved is None:
+        return step, None
+    if not isinstance(saved, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in saved.items()):
+        raise ConfigError(
+            f"not a scheduler state: expected a mapping of group names to fingerprints, got {truncate(saved)}",
+            path="scheduler.fingerprint",
+        )
+    return step, dict(saved)
+
+
+# Fields of a schedule config that hold values the schedule takes (the others are lengths and shapes).
+_VALUE_FIELDS = frozenset(
+    {"constant", "learning_rate", "final_learning_rate", "learning_rate_values"}
+    | {"init_value", "peak_value", "end_value"}
+)
+
+
+def _schedule_values(data: Any, path: str) -> list[tuple[str, Any]]:
+    """``(path, value)`` for every value a schedule config names; its values stay between them (and 0)."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(data, Mapping):
+        for key, item in data.items():
+            where = format_path(path, str(key))
+            if key in _VALUE_FIELDS and isinstance(item, list):
+                found.extend((format_path(where, index), value) for index, value in enumerate(item))
+            elif key in _VALUE_FIELDS:
+                found.append((where, item))
+            else:
+                found.extend(_schedule_values(item, where))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found.extend(_schedule_values(item, format_path(path, index)))
+    return found
+
+
+def _check_values(name: str, config: LearningRate, path: str) -> None:
+    """``ConfigError`` unless every value of a schedule of ``name`` lies in the range the optimizer section allows."""
+    problems = [
+        problem
+        for where, value in _schedule_values(config.model_dump(mode="json", exclude_none=True), path)
+        for problem in value_problems(name, value, where)
+    ]
+    if problems:
+        raise ConfigError.from_problems(problems)
 
 
 def _is_schedule(value: Any) -> bool:
@@ -344,7 +412,7 @@ def _unscale(group: Mapping[str, Any]) -> float:
 def _as_schedule(value: Any) -> Any:
     """A bare number is a constant schedule."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"constant": float(value)}
+        return {"constant": value}  # validated (finite, >= 0) with the schedule
     return value
 
 

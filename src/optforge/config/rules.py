@@ -44,7 +44,7 @@ class ParamGroupRule(StrictModel):
     module_type: Globs | None = None
     ndim: int | list[int] | None = None
     name: str | None = None
-    lr_scale: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] | None = None
+    lr_scale: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
     schedule: LearningRate | None = None
     layer: Annotated[int, pydantic.Field(ge=0)] | None = None
     frozen: bool = False

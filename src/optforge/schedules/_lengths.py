@@ -8,15 +8,19 @@ and fractions stay symbolic in a parsed config until
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pydantic
 
-from optforge.errors import ConfigError
+from optforge.errors import ConfigError, truncate
 
-__all__ = ["Length", "StepCount", "StepIndex"]
+__all__ = ["MAX_STEP", "Length", "StepCount", "StepIndex"]
+
+# The largest step count or step: beyond 2**53 a float no longer tells one step from the next.
+MAX_STEP = 2**53
 
 # How each unit turns into steps: the context value it needs, and its valid range.
 UNITS: Mapping[str, str] = {"epochs": "steps_per_epoch", "fraction": "total_steps"}
@@ -48,11 +52,21 @@ class Length:
                 f"(schedule.{needed}) or to resolve_schedule/make_schedule",
                 path=path,
             )
-        return round(self.value * scale)
+        steps = self.value * scale
+        if not steps <= MAX_STEP:
+            raise ConfigError(f"{{{self.unit}: {self.value}}} is {steps:.4g} steps, more than 2**53", path=path)
+        return round(steps)
 
     def as_data(self) -> dict[str, float]:
         """The config form, ``{"epochs": 2.0}``."""
         return {self.unit: self.value}
+
+
+def _finite(amount: int | float) -> bool:
+    try:
+        return math.isfinite(amount)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _parse(value: Any, minimum: int) -> int | Length:
@@ -64,18 +78,22 @@ def _parse(value: Any, minimum: int) -> int | Length:
             return _parse(amount, minimum)
         if unit in UNITS and isinstance(amount, int | float) and not isinstance(amount, bool):
             in_range = (amount > 0 if minimum else amount >= 0) and (unit != "fraction" or amount <= 1)
+            if not _finite(amount):
+                raise ValueError(f"{unit} must be a finite number, got {amount!r}")
             if not in_range:
                 low = ">" if minimum else ">="
                 bound = f"{low} 0 and <= 1" if unit == "fraction" else f"{low} 0"
                 raise ValueError(f"{unit} must be {bound}, got {amount!r}")
             return Length(float(amount), unit)
-    elif isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
+    elif (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer()):
         if value < minimum:
             raise ValueError(f"must be {'> 0' if minimum else '>= 0'} steps, got {value!r}")
+        if value > MAX_STEP:
+            raise ValueError(f"must be at most {MAX_STEP} (2**53) steps, got {value!r}")
         return int(value)
     raise ValueError(
         f"expected a step count (an integer), {{epochs: x}} (with steps_per_epoch) or "
-        f"{{fraction: x}} (of total_steps), got {value!r}"
+        f"{{fraction: x}} (of total_steps), got {truncate(value)}"
     )
 
 

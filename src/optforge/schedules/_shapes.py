@@ -83,13 +83,21 @@ def cosine_restarts(peak: float, end: float, cycle_steps: int, cycle_mult: float
     def start_of(cycle: int) -> float:
         if cycle_mult == 1.0:
             return cycle * cycle_steps
-        return cycle_steps * (cycle_mult**cycle - 1.0) / (cycle_mult - 1.0)
+        try:
+            return cycle_steps * (cycle_mult**cycle - 1.0) / (cycle_mult - 1.0)
+        except OverflowError:  # a cycle that starts later than any float: it never starts
+            return math.inf
 
     def schedule(step: int) -> float:
         if cycle_mult == 1.0:
             cycle = int(step // cycle_steps)
         else:
-            cycle = int(math.log1p(step * (cycle_mult - 1.0) / cycle_steps) / math.log(cycle_mult))
+            ratio = step * (cycle_mult - 1.0) / cycle_steps
+            if math.isfinite(ratio):
+                cycle = int(math.log1p(ratio) / math.log(cycle_mult))
+            else:  # the same in logarithms, where the ratio overflows
+                log_ratio = math.log(step) + math.log(cycle_mult - 1.0) - math.log(cycle_steps)
+                cycle = int(log_ratio / math.log(cycle_mult))
             # The logarithm can land one cycle off at an exact boundary: settle it exactly.
             while start_of(cycle + 1) <= step:
                 cycle += 1
@@ -97,7 +105,7 @@ def cosine_restarts(peak: float, end: float, cycle_steps: int, cycle_mult: float
                 cycle -= 1
         start = start_of(cycle)
         length = start_of(cycle + 1) - start
-        progress = (step - start) / length
+        progress = (step - start) / length if length != math.inf else 0.0
         return end + height * peak_decay**cycle * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return schedule

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from optforge.errors import ConfigError, truncate
 from optforge.schedules import _shapes as shapes
+from optforge.schedules._lengths import MAX_STEP
 from optforge.schedules._shapes import Schedule
 from optforge.schedules.models import (
     CosineRestarts,
@@ -27,7 +30,35 @@ from optforge.schedules.models import (
 )
 from optforge.schedules.resolve import resolve_schedule
 
-__all__ = ["SCHEDULE_BUILDERS", "Schedule", "compute_lr", "make_schedule"]
+__all__ = ["SCHEDULE_BUILDERS", "Schedule", "check_step", "compute_lr", "make_schedule"]
+
+
+def check_step(step: Any) -> None:
+    """Raise ``ConfigError`` unless ``step`` is a number in ``[0, 2**53]`` (a schedule's domain).
+
+    Example:
+        >>> check_step(float("nan"))
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: step: step must be a number >= 0, got nan
+    """
+    if isinstance(step, bool) or not isinstance(step, numbers.Real):
+        raise ConfigError(f"step must be a number >= 0, got {type(step).__name__} {truncate(step)}", path="step")
+    if step < 0:
+        raise ConfigError(f"step must be >= 0, got {truncate(step)}", path="step")
+    if not step <= MAX_STEP:  # also nan
+        what = "a number >= 0" if step != step else "at most 2**53"
+        raise ConfigError(f"step must be {what}, got {truncate(step)}", path="step")
+
+
+def _checked(schedule: Schedule) -> Schedule:
+    """``schedule`` that refuses a step outside its domain instead of returning nan or overflowing."""
+
+    def at(step: int) -> float:
+        check_step(step)
+        return schedule(step)
+
+    return at
 
 
 def _piecewise_constant(cfg: PiecewiseConstant) -> Schedule:
@@ -179,7 +210,7 @@ def make_schedule(
         [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]
     """
     lr = resolve_schedule(lr_config, steps_per_epoch=steps_per_epoch, total_steps=total_steps, path=path)
-    return _compile(lr)
+    return _checked(_compile(lr))
 
 
 # Compiled schedules by config: typed configs by identity (they are frozen), mappings by content.
@@ -196,7 +227,10 @@ def _lookup(lr_config: Any) -> Schedule:
         _BY_MODEL[id(lr_config)] = (lr_config, schedule)  # holding the model keeps its id unique
         return schedule
     # The text of plain config data is its content (1 and 1.0 differ, as they should); C-fast to build.
-    key = (type(lr_config), repr(lr_config))
+    try:
+        key = (type(lr_config), repr(lr_config))
+    except RecursionError:  # nested too deeply to be a schedule: parsing it says where
+        return make_schedule(lr_config)
     schedule = _BY_CONTENT.get(key)
     if schedule is None:
         schedule = make_schedule(lr_config)
@@ -221,8 +255,7 @@ def compute_lr(lr_config: LearningRate | Mapping[str, Any], step: int) -> float:
         The learning rate, a float.
 
     Raises:
-        ConfigError: for a bad config.
-        ValueError: for a negative step.
+        ConfigError: for a bad config, or a step that is not a number in ``[0, 2**53]``.
 
     Example:
         >>> compute_lr({"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 10}}, 5)
@@ -230,8 +263,6 @@ def compute_lr(lr_config: LearningRate | Mapping[str, Any], step: int) -> float:
         >>> compute_lr({"cosine_decay": {"peak_value": 1.0, "end_value": 0.1, "decay_steps": 10}}, 10)
         0.1
     """
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
     entry = _BY_MODEL.get(id(lr_config))
     if entry is not None and entry[0] is lr_config:
         return entry[1](step)

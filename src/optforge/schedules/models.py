@@ -47,8 +47,9 @@ __all__ = [
     "WarmupStableDecay",
 ]
 
-Value = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
-DecayRate = Annotated[float, pydantic.Field(gt=0, lt=1, allow_inf_nan=False)]
+# A value a schedule takes: finite and >= 0 (a number, not a string or a boolean).
+Value = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)]
+DecayRate = Annotated[float, pydantic.Field(gt=0, lt=1, allow_inf_nan=False, strict=True)]
 
 
 def _resolved(*values: object) -> bool:
@@ -90,7 +91,7 @@ class PiecewiseConstant(_Schedule):
     WITHIN_TOTAL = ("learning_rate_boundaries",)
 
     learning_rate_boundaries: list[StepIndex]
-    learning_rate_values: list[float]
+    learning_rate_values: list[Value]
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> PiecewiseConstant:
@@ -108,7 +109,7 @@ class PiecewiseConstant(_Schedule):
 class LinearRampToConstant(_Schedule):
     """Linear ramp from 0 at step 0 to ``learning_rate`` at ``num_ramp_steps``, then constant."""
 
-    learning_rate: float
+    learning_rate: Value
     num_ramp_steps: StepCount
 
 
@@ -118,8 +119,8 @@ class LinearRampToCosine(_Schedule):
     END_FIELD = "final_num_steps"
     WITHIN_TOTAL = ("final_num_steps",)
 
-    learning_rate: float
-    final_learning_rate: float
+    learning_rate: Value
+    final_learning_rate: Value
     num_ramp_steps: StepCount
     final_num_steps: StepCount
 
@@ -188,7 +189,7 @@ class PolynomialDecay(_WithWarmup):
     peak_value: Value
     end_value: Value = 0.0
     decay_steps: StepCount
-    power: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)] = 1.0
+    power: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False, strict=True)] = 1.0
 
 
 class ExponentialDecay(_WithWarmup):
@@ -270,8 +271,8 @@ class CosineRestarts(_WithWarmup):
     peak_value: Value
     end_value: Value = 0.0
     cycle_steps: StepCount
-    cycle_mult: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)] = 1.0
-    peak_decay: Annotated[float, pydantic.Field(gt=0, le=1)] = 1.0
+    cycle_mult: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False, strict=True)] = 1.0
+    peak_decay: Annotated[float, pydantic.Field(gt=0, le=1, allow_inf_nan=False, strict=True)] = 1.0
 
 
 class OneCycle(_WithWarmup):
@@ -405,7 +406,7 @@ class LearningRate(StrictModel):
         'cosine_decay'
     """
 
-    constant: float | None = None
+    constant: Value | None = None
     piecewise_constant: PiecewiseConstant | None = None
     linear_ramp_to_constant: LinearRampToConstant | None = None
     linear_ramp_to_cosine: LinearRampToCosine | None = None

@@ -29,7 +29,22 @@ def parse_schedule(lr_config: Any, path: str = "learning_rate") -> LearningRate:
           - schedule.cosine_decay.decay_steps: required field is missing
           - schedule.cosine_decay.decay_step: unknown key; did you mean 'decay_steps'? Valid keys: ...
     """
+    if not isinstance(lr_config, pydantic.BaseModel):
+        lr_config = _checked_data(lr_config, path)
     return parse_model(LearningRate, lr_config, path)
+
+
+def _checked_data(data: Any, path: str) -> Any:
+    """Plain data with string keys, no cycles and bounded nesting, its problems placed under ``path``."""
+    from optforge.config_source import to_plain
+
+    try:
+        return to_plain(data)
+    except ConfigError as err:
+        placed = [
+            (f"{path}{where}" if where.startswith("[") else format_path(path, where), m) for where, m in err.problems
+        ]
+        raise ConfigError.from_problems(placed) from None
 
 
 def _has_length(value: Any) -> bool:
