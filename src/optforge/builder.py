@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
 from optforge.errors import ConfigError, format_path
 from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
-from optforge.scheduler import LRShim, build_scheduler, check_schedule_section
+from optforge.scheduler import SCHEDULE_KEYS, LRShim, build_scheduler, check_schedule_section
 from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
@@ -283,4 +284,9 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
             return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate))
         return optimizer, LRShim(optimizer, {"ALL_PARAMS": spec.learning_rate})
-    return optimizer, build_scheduler(optimizer, spec.schedule, path="schedule")
+    schedule = spec.schedule
+    if isinstance(schedule, Mapping) and any(key in SCHEDULE_KEYS for key in schedule) and schedule.get("lr") is None:
+        # Only other hyperparameters are scheduled: each group keeps its lr, which already holds its rule's lr_scale.
+        own = group_schedules(optimizer, dataclasses.replace(spec, schedule=None))
+        schedule = schedule if own is None else {**schedule, "lr": own}
+    return optimizer, build_scheduler(optimizer, schedule, path="schedule")

@@ -403,12 +403,6 @@ def _is_schedule(value: Any) -> bool:
     return isinstance(value, Mapping) and any(key in LearningRate.model_fields for key in value)
 
 
-def _unscale(group: Mapping[str, Any]) -> float:
-    """The divisor that undoes a group's ``lr_scale`` (1 without one, or for a scale of 0)."""
-    scale = group.get("lr_scale", 1.0)
-    return float(scale) if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0 else 1.0
-
-
 def _as_schedule(value: Any) -> Any:
     """A bare number is a constant schedule."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -505,9 +499,7 @@ def build_scheduler(
     lr_dict = _per_group(document.get("lr"), labels, context, lr_path)
     if lr_dict is None:
         lr_dict = {
-            # A group's lr already holds its lr_scale, which the shim multiplies in again.
-            label: {"constant": _as_float(group.get("initial_lr", group["lr"])) / _unscale(group)}
-            for label, group in zip(labels, groups)
+            label: {"constant": _as_float(group.get("initial_lr", group["lr"]))} for label, group in zip(labels, groups)
         }
     hyperparameters = {
         name: _per_group(document[name], labels, context, format_path(path, name))
