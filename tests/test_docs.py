@@ -133,6 +133,22 @@ def test_the_gallery_plots_every_schedule() -> None:
     assert not missing, f"docs/gallery.md has no plotted example of {sorted(missing)}"
 
 
+@pytest.mark.parametrize(
+    ("page", "expected"), [("cli.md", "### `optforge validate`"), ("config-reference.md", "peak_value")]
+)
+def test_generated_pages_say_so_in_the_repository_and_are_filled_in_the_site(page: str, expected: str) -> None:
+    hooks = _load_hooks()
+    markdown = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    assert "**Generated when the site is built.**" in markdown
+    assert expected not in markdown
+    fake_page = type("Page", (), {"file": type("File", (), {"src_uri": page})()})()
+    built = hooks.on_page_markdown(markdown, fake_page, {}, None)
+    assert expected in built
+    assert "Generated when the site is built" not in built
+    assert "<!-- optforge:" not in built
+    assert "<!-- /optforge:" not in built
+
+
 @pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     site = tmp_path / "site"
