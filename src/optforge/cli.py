@@ -24,7 +24,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import click
 import typer
@@ -106,10 +106,6 @@ def _report(problems: Sequence[tuple[str, str]], source: str = "") -> None:
 
 def _note(text: str, *, stderr: bool = False) -> None:
     _console(stderr=stderr).print(Text("  note: " + text, style="dim"), soft_wrap=True)
-
-
-def _error(message: str, path: str = "") -> None:
-    _report([(path, message)], "optforge")
 
 
 def _guarded(command: F) -> F:
@@ -490,7 +486,7 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
             console.print(_line(path, message, "yellow"), soft_wrap=True)
 
 
-def _fail(config: Path, problems: Sequence[tuple[str, str]], notes: Sequence[str]) -> None:
+def _fail(config: Path, problems: Sequence[tuple[str, str]], notes: Sequence[str]) -> NoReturn:
     _report(problems, str(config))
     count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
     _console(stderr=True).print(_line(str(config), count, "red"), soft_wrap=True)
@@ -499,8 +495,12 @@ def _fail(config: Path, problems: Sequence[tuple[str, str]], notes: Sequence[str
     raise typer.Exit(1)
 
 
-def _build_or_explain(config: Path, model: str | None, action: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
-    """``action(document, model)`` for a config file; its problems, with the stand-in note, end the command."""
+def _on_model(config: Path, model: str | None, action: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
+    """``action(document, model)`` for a config file, and the file; its problems end the command.
+
+    When the optimizer section is sound, the problems may come from the stand-in model: the note says so.
+    """
+    from optforge.builder import resolve_optimizer_spec
     from optforge.cli_files import read_config_file
 
     file = read_config_file(config)
@@ -509,6 +509,10 @@ def _build_or_explain(config: Path, model: str | None, action: Callable[[Any, An
         return action(file.document, chosen), file
     except ConfigError as error:
         _report(error.problems, str(config))
+        try:
+            resolve_optimizer_spec(file.document)
+        except ConfigError:
+            raise typer.Exit(1) from None
         if note := _stand_in_note(used, file.document):
             _note(note, stderr=True)
         raise typer.Exit(1) from None
@@ -531,7 +535,7 @@ def plot(
     from optforge.plotting import plot_trace_png, plot_trace_terminal, trace_schedule
 
     _require_plot_library("plotext" if output is None else "matplotlib")
-    trace, _ = _build_or_explain(
+    trace, _ = _on_model(
         config, model, lambda document, chosen: trace_schedule(document, steps, chosen, title=config.name)
     )
     console = _console()
@@ -556,7 +560,7 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
     """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
     from optforge.explain import _cell, explain
 
-    table, file = _build_or_explain(config, model, lambda document, chosen: explain(chosen, document))
+    table, file = _on_model(config, model, lambda document, chosen: explain(chosen, document))
     console = _console()
     for title, columns, rows in (
         ("parameters", table.columns, table.rows),

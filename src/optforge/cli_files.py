@@ -114,12 +114,24 @@ def _has_interpolations(document: Any) -> bool:
 
 
 def is_schedule_only(document: Mapping[str, Any]) -> bool:
-    """Whether every top-level key of ``document`` belongs to a schedule section."""
+    """Whether ``document`` is a schedule section: one schedule, or the full form with a schedule in it.
+
+    A flat optimizer section without its ``name`` (``{lr: 0.1, momentum: 0.9}``) is not one.
+
+    Example:
+        >>> is_schedule_only({"cosine_decay": {"peak_value": 0.1, "decay_steps": 100}})
+        True
+        >>> is_schedule_only({"lr": {"constant": 0.1}, "total_steps": 100}), is_schedule_only({"lr": 0.1})
+        (True, False)
+    """
     from optforge.scheduler import SCHEDULE_KEYS
     from optforge.schedules import LearningRate
 
-    keys = {*LearningRate.model_fields, *SCHEDULE_KEYS}
-    return bool(document) and all(isinstance(key, str) and key in keys for key in document)
+    if not document or not all(isinstance(key, str) for key in document):
+        return False
+    if set(document) <= set(LearningRate.model_fields):
+        return True
+    return set(document) <= set(SCHEDULE_KEYS) and any(isinstance(value, Mapping) for value in document.values())
 
 
 def _yaml_mapping(path: Path) -> Mapping[str, Any] | None:
