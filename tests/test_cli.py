@@ -576,6 +576,21 @@ def test_list_leaves_optional_providers_out_unless_asked() -> None:
         assert "Not listed" not in everything.stdout
 
 
+def test_list_does_not_import_the_optional_providers() -> None:
+    code = (
+        "import sys\n"
+        "from optforge.cli import main\n"
+        "sys.argv = ['optforge', 'list']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "print(sorted({'timm', 'pytorch_optimizer', 'torchvision'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert result.stdout.strip().endswith("[]")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="needs timm")
 def test_list_searches_the_optional_providers_when_nothing_else_matches() -> None:
     result = invoke("list", "lamb")

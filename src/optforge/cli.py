@@ -249,6 +249,10 @@ def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
     return _check(config, model)[0]
 
 
+# Keys of the recap form that place parameters in task towers, at the top level or in the optimizer section.
+TOWER_KEYS = ("multi_task_learning_rates",)
+
+
 def needs_model(document: Mapping[str, Any]) -> bool:
     """Whether ``document`` has parts that match parameter names: rules, layer decay, towers, per-group schedules.
 
@@ -258,14 +262,13 @@ def needs_model(document: Mapping[str, Any]) -> bool:
         >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1, "layer_decay": 0.8}})
         True
     """
-    from optforge.param_groups import OPTION_KEYS, TOWERS_KEY
+    from optforge.param_groups import OPTION_KEYS
     from optforge.scheduler import SCHEDULE_KEYS
     from optforge.schedules import LearningRate
 
     section = document.get("optimizer", document)
-    if isinstance(section, Mapping) and any(section.get(key) is not None for key in OPTION_KEYS):
-        return True
-    if document.get(TOWERS_KEY) is not None:
+    sections = [document, section] if isinstance(section, Mapping) else [document]
+    if any(part.get(key) is not None for part in sections for key in (*OPTION_KEYS, *TOWER_KEYS)):
         return True
     schedule = document.get("schedule")
     if not isinstance(schedule, Mapping):
