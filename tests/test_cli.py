@@ -905,3 +905,14 @@ def test_the_demo_progress_shows_no_numbers_before_the_first_step() -> None:
     text = console.export_text()
     assert "nan" not in text
     assert "building" in text
+
+
+def test_the_cli_page_shows_problems_as_validate_prints_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = re.search(r"## Problems, one line each.*?```text\n(.*?)```", page, re.S)
+    assert shown, "docs/cli.md has no example of the problem lines"
+    monkeypatch.chdir(tmp_path)
+    Path("bad.yaml").write_text(TWO_PROBLEMS)
+    result = invoke("validate", "bad.yaml")
+    assert result.exit_code == 1
+    assert result.stderr == shown.group(1)
