@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
 import warnings
 from collections.abc import Mapping, Sequence
@@ -244,6 +245,19 @@ def _legend_corner(curves: Mapping[str, Sequence[float]], box: tuple[float, floa
     return min(corners, key=lambda corner: covered(*corner))
 
 
+def _step_ticks(first: int, last: int, count: int) -> list[int]:
+    """About ``count`` round step numbers from ``first`` to ``last``, for the step axis.
+
+    Example:
+        >>> _step_ticks(0, 299, 6), _step_ticks(0, 9, 20)
+        ([0, 50, 100, 150, 200, 250], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    raw = max(last - first, 1) / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(factor * magnitude for factor in (1, 2, 5, 10) if factor * magnitude >= raw)
+    return list(range(-(-first // step) * step, last + 1, step))
+
+
 def plot_trace_terminal(trace: ScheduleTrace, width: int = 100, height: int = 25, *, color: bool = False) -> str:
     """Draw ``trace`` as text with plotext: learning rates, and other hyperparameters below; returns the drawing.
 
@@ -269,6 +283,8 @@ def plot_trace_terminal(trace: ScheduleTrace, width: int = 100, height: int = 25
             margin = abs(low) / 2 or 1.0
             low, high = low - margin, high + margin
         ax.ruler(0).lim(trace.steps[0], trace.steps[-1])
+        ticks = _step_ticks(trace.steps[0], trace.steps[-1], max(width // 14, 2))
+        ax.ruler(0).ticks(ticks, [str(tick) for tick in ticks])
         ax.ruler(1).lim(low, high)
         labels = [*curves, *(label for _, label in boundaries if ax is axes[0])]
         box = ((max(map(len, labels)) + 8) / max(width - 10, 1), (2 * len(labels) + 2) / panel_height)
