@@ -471,7 +471,7 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
     except ConfigError as error:
         _fail(config, error.problems, [])
     chosen, used = _model_for(model, file)
-    problems, stage = _check(file.document, chosen)
+    problems, stage = _check(file.document, None if used == "stand-in" else chosen)
     notes = [file.note] if file.note else []
     if used == "file":
         notes.append(f"built on {file.model}, the model the file names")
