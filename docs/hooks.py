@@ -1,8 +1,10 @@
 """mkdocs hooks: the parts of the site that are generated from the code at build time.
 
-- ``config-reference.md``: ``<!-- optforge:config-reference -->`` becomes tables of
-  every config key, made from the config models' JSON Schema and the registry.
-- ``cli.md``: ``<!-- optforge:cli-help -->`` becomes each command's ``--help``.
+- ``config-reference.md``: the block from ``<!-- optforge:config-reference -->`` to
+  ``<!-- /optforge:config-reference -->`` (in the repository, a note saying the page is
+  generated) becomes tables of every config key, made from the config models' JSON
+  Schema and the registry.
+- ``cli.md``: the ``<!-- optforge:cli-help -->`` block becomes each command's ``--help``.
 - ``gallery.md``: every ``yaml`` block whose first line is ``# plot: N steps`` is
   followed by a PNG of its schedule over N steps, drawn into the site (never committed).
 
@@ -28,10 +30,16 @@ HEADING = re.compile(r"^#{2,3} (?P<title>.+)$", re.MULTILINE)
 # Gallery blocks are schedule sections: they are plotted beside this optimizer.
 GALLERY_OPTIMIZER = {"name": "SGD", "lr": 1.0}
 
+# Generated blocks: page -> marker name; the block runs from <!-- optforge:NAME --> to <!-- /optforge:NAME -->.
 MARKERS = {
-    "config-reference.md": "<!-- optforge:config-reference -->",
-    "cli.md": "<!-- optforge:cli-help -->",
+    "config-reference.md": "config-reference",
+    "cli.md": "cli-help",
 }
+
+
+def generated_block(name: str) -> re.Pattern[str]:
+    """The placeholder block ``name`` of a page, the repository's build-only note included."""
+    return re.compile(rf"^<!-- optforge:{name} -->\n.*?^<!-- /optforge:{name} -->\n?", re.MULTILINE | re.DOTALL)
 
 
 class DoctestExamples(griffe.Extension):
@@ -94,7 +102,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             markdown = markdown[: plot.end] + image + markdown[plot.end :]
     elif uri in MARKERS:
         generate = {"config-reference.md": config_reference, "cli.md": cli_help}[uri]
-        markdown = markdown.replace(MARKERS[uri], generate())
+        markdown = generated_block(MARKERS[uri]).sub(lambda _: generate() + "\n", markdown)
     return markdown
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -17,6 +20,7 @@ from optforge.demo import example_path, make_model, resolve_run, train
 from optforge.errors import ConfigError
 from optforge.plotting import phase_boundaries, trace_schedule
 
+ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 WARMUP_COSINE = """\
@@ -156,7 +160,10 @@ def test_validate_prints_every_problem_with_its_path(tmp_path: Path) -> None:
     err = " ".join(result.stderr.split())
     assert "optimizer.beta: unknown hyperparameter for AdamW; did you mean 'betas'?" in err
     assert "schedule.linear_ramp_to_cosine.num_ramp_steps:" in err
-    assert "2 problem(s)" in err
+    assert err.endswith("bad.yaml: 2 problems")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3  # one line per problem, then the count
+    assert not any(line.startswith("error") for line in lines)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +201,7 @@ def test_validate_without_a_model_builds_per_group_schedules_on_the_stand_in(tmp
     result = invoke("validate", path)
     assert result.exit_code == 1
     assert "schedule.defaults: unknown param group name 'defaults'; did you mean 'default'?" in result.stderr
-    assert "pass --model" in result.stderr
+    assert "--model optforge.demo:make_model" in " ".join(result.stderr.split())
 
 
 def test_validate_with_a_model(config_file: Path, model_file: Path) -> None:
@@ -419,10 +426,11 @@ def test_explain_shows_each_parameter_and_group() -> None:
     assert f"{sum(p.numel() for p in model.parameters()):,} trainable parameters, 0 frozen" in out
 
 
-def test_explain_needs_a_model(config_file: Path) -> None:
+def test_explain_without_a_model_uses_the_stand_in_and_says_so(config_file: Path) -> None:
     result = invoke("explain", config_file)
-    assert result.exit_code == 2
-    assert "--model" in result.output
+    assert result.exit_code == 0, result.output
+    assert "SGD: 1 groups, 2 tensors, 2 trainable parameters" in result.stdout
+    assert "on a one-layer stand-in model, torch.nn.Linear(1, 1)" in " ".join(result.stdout.split())
 
 
 def test_explain_reports_a_rule_that_matches_nothing(tmp_path: Path) -> None:
@@ -497,3 +505,409 @@ def test_train_switches_optimizers_with_modes_to_train_then_eval() -> None:
     finally:
         optforge.unregister_optimizer("ModalSGD")
     assert calls == ["train", "eval"]
+
+
+# --- start-up: help and version without torch ----------------------------------------------
+
+
+def test_help_and_version_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from optforge.cli import main\n"
+        "for args in (['--help'], ['--version'], ['validate', '--help']):\n"
+        "    sys.argv = ['optforge', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code in (0, None), exit.code\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert "Usage: optforge" in result.stdout
+    assert result.stdout.strip().endswith("torch imported: False")
+
+
+def test_python_m_optforge_prints_the_version() -> None:
+    import optforge
+
+    result = subprocess.run(
+        [sys.executable, "-m", "optforge", "--version"], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == f"optforge {optforge.__version__}"
+
+
+def test_the_package_exports_load_on_first_use() -> None:
+    import optforge
+
+    assert sorted(optforge.__all__) == sorted(optforge._EXPORTS)
+    for name in optforge.__all__:
+        assert getattr(optforge, name) is getattr(importlib.import_module(optforge._EXPORTS[name]), name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        optforge.nope  # noqa: B018
+
+
+def test_the_version_matches_the_project_metadata() -> None:
+    import tomllib
+
+    import optforge
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["version"] == optforge.__version__
+    assert any(dependency.startswith("numpy") for dependency in project["dependencies"])
+
+
+# --- list: the optional providers only when asked ---------------------------------------------
+
+
+def test_list_leaves_optional_providers_out_unless_asked() -> None:
+    from optforge.cli import _optional_providers
+
+    optional = [provider.name for provider in _optional_providers()]
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    providers = {line.split("│")[2].strip() for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert providers - {""} == {"torch", "optforge"}  # "" on the wrapped lines of long descriptions
+    if optional:
+        assert f"Not listed: the optional providers {', '.join(optional)}" in " ".join(result.stdout.split())
+        everything = invoke("list", "--all")
+        listed = {line.split("│")[2].strip() for line in everything.stdout.splitlines() if line.startswith("│ ")}
+        assert everything.exit_code == 0, everything.output
+        assert set(optional) <= listed
+        assert "Not listed" not in everything.stdout
+
+
+def test_list_does_not_import_the_optional_providers() -> None:
+    code = (
+        "import sys\n"
+        "from optforge.cli import main\n"
+        "sys.argv = ['optforge', 'list']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "print(sorted({'timm', 'pytorch_optimizer', 'torchvision'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert result.stdout.strip().endswith("[]")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="needs timm")
+def test_list_searches_the_optional_providers_when_nothing_else_matches() -> None:
+    result = invoke("list", "lamb")
+    assert result.exit_code == 0, result.output
+    assert "timm.lamb" in result.stdout
+
+
+# --- problems: one line each, values cut short, never a traceback ---------------------------------
+
+
+def problem_lines(result: Any) -> list[str]:
+    return result.stderr.splitlines()
+
+
+def test_a_huge_bad_value_is_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text('optimizer: {name: AdamW, lr: "' + "x" * 1_000_000 + '"}\n')
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    first, count = problem_lines(result)
+    assert first.startswith("optimizer.lr: ")
+    assert len(first) < 500  # cut short, by the CLI or by the message itself
+    assert count == f"{path}: 1 problem"
+
+
+def test_a_problem_on_several_lines_prints_on_one(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("optimizer:\n  name: AdamW\n  lr: [1, 2\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    first, count = problem_lines(result)
+    assert first.startswith(str(path))  # the file, perhaps with the line: "FILE:4: ..."
+    assert "is not valid YAML" in first
+    assert count.endswith("1 problem")
+
+
+def _binary(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 8)
+
+
+def _utf16(path: Path) -> None:
+    path.write_bytes(WARMUP_COSINE.encode("utf-16"))
+
+
+def _deep(path: Path) -> None:
+    path.write_text("optimizer: " + "[" * 5000 + "]" * 5000 + "\n")
+
+
+def _deep_mapping(path: Path) -> None:
+    path.write_text("optimizer: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n")
+
+
+@pytest.mark.parametrize("write", [_binary, _utf16, _deep, _deep_mapping], ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize("command", ["validate", "plot", "explain"])
+def test_odd_files_are_one_problem_line_and_status_1(tmp_path: Path, write: Any, command: str) -> None:
+    path = tmp_path / "odd.yaml"
+    write(path)
+    result = invoke(command, path, *(["-o", tmp_path / "lr.png"] if command == "plot" else []))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # reported, not raised
+    lines = problem_lines(result)
+    assert lines[0].startswith(f"{path}: ") or lines[0].startswith("optimizer")
+    assert len(lines) == (2 if command == "validate" else 1)
+    assert all(len(line) < 500 for line in lines)
+    assert "Traceback" not in result.output
+
+
+def test_an_odd_file_prints_no_traceback_from_the_real_command(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    _binary(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "optforge", "validate", str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[0].startswith(f"{path}: ")
+    assert result.stdout == ""
+
+
+def test_duplicate_keys_are_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("optimizer: {name: AdamW, lr: 0.001}\noptimizer: {name: SGD, lr: 0.1}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert "duplicate" in result.stderr.lower()
+    assert len(problem_lines(result)) == 2
+
+
+def test_an_unexpected_error_is_one_line_unless_the_traceback_is_asked_for(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optforge.plotting
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("x" * 10_000)
+
+    monkeypatch.setattr(optforge.plotting, "trace_schedule", broken)
+    result = invoke("plot", config_file, "-o", config_file.parent / "lr.png")
+    assert result.exit_code == 1
+    (line,) = problem_lines(result)
+    assert line.startswith(f"{config_file}: unexpected TypeError: xxx")
+    assert len(line) < 500
+    monkeypatch.setenv("OPTFORGE_TRACEBACK", "1")
+    result = invoke("plot", config_file, "-o", config_file.parent / "lr.png")
+    assert isinstance(result.exception, TypeError)
+
+
+# --- models: named in the file, the stand-in and when it matters -------------------------------
+
+
+def test_a_file_names_its_model_in_a_header(tmp_path: Path, model_file: Path) -> None:
+    path = tmp_path / "towers.yaml"
+    path.write_text(
+        f"# optforge: --model {model_file}:build\n"
+        "optimizer: {name: Adam, lr: 0.001}\n"
+        "multi_task_learning_rates: {tower_learning_rates: {ctr: {constant: 0.001}, cvr: {constant: 0.002}}}\n"
+    )
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert f"built on {model_file}:build, the model the file names" in " ".join(result.stdout.split())
+    result = invoke("explain", path)
+    assert result.exit_code == 0, result.output
+    assert "towers.cvr.weight" in result.stdout
+    result = invoke("validate", path, "--model", "optforge.demo:make_model")  # the flag wins
+    assert result.exit_code == 1
+    assert "'ctr' matches no parameter" in " ".join(result.stderr.split())
+
+
+def test_a_bad_model_header_names_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "bad-model.yaml"
+    path.write_text("# optforge: --model optforge.demo:nothing\noptimizer: {name: SGD, lr: 0.1}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{path} header (# optforge: --model): 'optforge.demo' has no attribute")
+
+
+@pytest.mark.parametrize(
+    ("text", "mattered"),
+    [
+        (WARMUP_COSINE, False),
+        ("optimizer: {name: AdamW, lr: 0.01, param_groups: [{match: bias, lr_scale: 2.0}]}\n", True),
+        (
+            "optimizer: {name: AdamW, lr: 0.01}\nschedule: {default: {constant: 0.01}, no_decay: {constant: 0.0}}\n",
+            True,
+        ),
+    ],
+)
+def test_the_stand_in_note_only_when_the_stand_in_mattered(tmp_path: Path, text: str, mattered: bool) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert ("stand-in" in result.stdout) is mattered
+
+
+def test_a_rule_that_needs_a_model_says_which_flag_and_which_model(tmp_path: Path) -> None:
+    path = tmp_path / "layer-decay.yaml"
+    path.write_text("\n".join(example_path("layer-decay").read_text().splitlines()[1:]))  # without its header
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    err = " ".join(result.stderr.split())
+    assert "optimizer.layer_decay: found no blocks to decay" in err
+    assert "pass your model with --model module:factory" in err
+    assert "(the shipped examples use --model optforge.demo:make_model)" in err
+    result = invoke("plot", path, "-o", tmp_path / "lr.png")
+    assert result.exit_code == 1
+    assert "--model optforge.demo:make_model" in " ".join(result.stderr.split())
+
+
+def test_no_stand_in_note_for_a_missing_file(tmp_path: Path) -> None:
+    result = invoke("validate", tmp_path / "nope.yaml")
+    assert result.exit_code == 1
+    assert "stand-in" not in result.output
+
+
+# --- schedule-only files -----------------------------------------------------------------------
+
+
+def test_a_schedule_only_file_is_checked_as_a_schedule(tmp_path: Path) -> None:
+    path = tmp_path / "cosine.yaml"
+    path.write_text("cosine_decay: {peak_value: 0.1, warmup_steps: 10, decay_steps: 100}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "a schedule-only file, checked as the schedule: section of a config" in " ".join(result.stdout.split())
+    path.write_text("cosine_decay: {peak_value: 0.1, warmup_steps: 10, decay_step: 100}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert "\nschedule.cosine_decay.decay_step: unknown key; did you mean 'decay_steps'?" in result.stderr
+    out = invoke("plot", path.with_name("ok.yaml"), "-o", tmp_path / "lr.png")
+    assert out.exit_code == 1  # no such file
+
+
+def test_an_interpolation_without_its_hydra_config_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "constant.yaml"
+    path.write_text("constant: ${optim.optimizer.lr}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    err = " ".join(result.stderr.split())
+    assert "interpolations resolve only in a composed Hydra config" in err
+
+
+# --- the lr that a schedule overrides -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        (
+            "optimizer: {name: AdamW, lr: 1.0e-3}\nschedule: {cosine_decay: {peak_value: 0.3, decay_steps: 100}}\n",
+            "optimizer.lr: warning: 0.001 differs from the schedule's peak 0.3",
+        ),
+        (
+            "adam: {lr: 0.1}\nlearning_rate: {piecewise_constant: "
+            "{learning_rate_boundaries: [10], learning_rate_values: [0.01, 0.001]}}\n",
+            "adam.lr: warning: 0.1 differs from the schedule's peak 0.01",
+        ),
+        ("optimizer: {name: SGD, lr: 0.5}\nschedule: {lr: 0.25, total_steps: 100}\n", "optimizer.lr: warning: 0.5"),
+        (WARMUP_COSINE, None),
+        ("optimizer: {name: AdamW}\nschedule: {constant: 0.1}\n", None),
+        ("optimizer: {name: AdamW, lr: 0.1}\nschedule: {default: {constant: 0.2}, no_decay: {constant: 0.1}}\n", None),
+    ],
+)
+def test_validate_warns_when_the_schedule_overrides_a_different_lr(
+    tmp_path: Path, text: str, warning: str | None
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    if warning is None:
+        assert result.stderr == ""
+    else:
+        assert result.stderr.startswith(warning)
+        assert "so this value is never used" in " ".join(result.stderr.split())
+
+
+# --- plots: boundary markers at their steps, legends off the curves --------------------------------
+
+
+def marker_columns(drawing: str) -> tuple[int, int, list[int]]:
+    """The plot area's first and last columns, and the columns of the vertical marker lines."""
+    top = next(line for line in drawing.splitlines() if "┌" in line)
+    left, right = top.index("┌") + 1, top.index("┐") - 1
+    return left, right, [column for column, char in enumerate(top) if char == "┬"]
+
+
+@pytest.mark.parametrize("width", [72, 150])
+def test_the_terminal_marker_sits_at_its_step(width: int) -> None:
+    from optforge.plotting import plot_trace_terminal
+
+    trace = trace_schedule(example_path("adamw-warmup-cosine"), 300)
+    assert trace.boundaries == [30]
+    drawing = plot_trace_terminal(trace, width, 24)
+    left, right, markers = marker_columns(drawing)
+    expected = left + 30 / 299 * (right - left)
+    assert len(markers) == 1
+    assert abs(markers[0] - expected) <= 1, (markers, expected, drawing)
+    rows = [line for line in drawing.splitlines() if len(line) > markers[0] and line[markers[0]] == "│"]
+    assert len(rows) >= 8  # the line runs down the plot
+    assert "warmup end" in drawing
+
+
+def test_the_terminal_legend_sits_where_the_curves_are_not() -> None:
+    from optforge.plotting import plot_trace_terminal
+
+    drawing = plot_trace_terminal(trace_schedule(example_path("adamw-warmup-cosine"), 300), 100, 25)
+    lines = drawing.splitlines()
+    box = [row for row, line in enumerate(lines) if "┌" in line and line.index("┌") > 20]
+    assert box, drawing  # the legend box starts right of the warmup, away from the peak
+    start = box[0]
+    end = next(row for row in range(start, len(lines)) if "┘" in lines[row] and "└" in lines[row])
+    first, last = lines[start].index("┌"), lines[start].index("┐")
+    curve = set("▖▗▘▙▚▛▜▝▞▟▀▄▌▐█")
+    for line in lines[start + 1 : end]:
+        inside = line[first + 1 : last].replace("▚ ", "  ", 1)  # the legend's own sample of the curve
+        assert not curve & set(inside), drawing
+
+
+def test_the_png_marks_boundaries_above_the_plot_and_keeps_the_legend_beside_it() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from optforge.plotting import trace_figure
+
+    trace = trace_schedule(example_path("per-tower-schedules"), 300, make_model(), title="towers")
+    fig = trace_figure(trace)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (ax,) = fig.axes
+    frame = ax.get_window_extent(renderer)
+    assert [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [30]
+    (label,) = [text for text in ax.texts if text.get_text() == "warmup end"]
+    assert label.get_window_extent(renderer).y0 >= frame.y1 - 1  # above the plot, not on the curves
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= frame.x1  # beside the plot
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["backbone", "price", "demand"]
+
+
+def test_the_demo_progress_shows_no_numbers_before_the_first_step() -> None:
+    from rich.console import Console
+
+    from optforge.cli import _progress
+
+    console = Console(record=True, width=120, force_terminal=False)
+    progress = _progress(console)
+    progress.add_task("run", total=10, status="building")
+    console.print(progress.make_tasks_table(progress.tasks))
+    text = console.export_text()
+    assert "nan" not in text
+    assert "building" in text
+
+
+def test_the_cli_page_shows_problems_as_validate_prints_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = re.search(r"## Problems, one line each.*?```text\n(.*?)```", page, re.S)
+    assert shown, "docs/cli.md has no example of the problem lines"
+    monkeypatch.chdir(tmp_path)
+    Path("bad.yaml").write_text(TWO_PROBLEMS)
+    result = invoke("validate", "bad.yaml")
+    assert result.exit_code == 1
+    assert result.stderr == shown.group(1)

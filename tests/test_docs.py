@@ -92,11 +92,40 @@ def test_fenced_blocks_reads_indented_and_attributed_fences() -> None:
     assert command_lines("```bash\n$ optforge list  # all\npip install x\n```\n") == ["optforge list  # all"]
 
 
+# The registries a page's examples may add to, with their unregister functions: what a page registers
+# (entries of the "user" provider; providers' own entries stay loaded) is removed after it, so no later
+# test in the same process finds the name taken.
+REGISTRIES = {
+    "optforge.registry": "unregister_optimizer",
+    "optforge.lr_schedulers.registry": "unregister_scheduler",
+}
+
+
+def _registry(name: str) -> Any:
+    """The registry module ``name``, or ``None`` where this version of optforge has none."""
+    package = name.rpartition(".")[0]
+    if importlib.util.find_spec(package) is None or importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+def _registered() -> dict[str, set[str]]:
+    return {name: set(module._ENTRIES) for name in REGISTRIES if (module := _registry(name)) is not None}
+
+
 @pytest.mark.parametrize("page", _pages_with(lambda text: fenced_blocks(text, PYTHON)), ids=_id)
 def test_python_examples_run(page: Path, workdir: Path) -> None:
     namespace: dict[str, Any] = {"__name__": "__docs__"}
-    for index, code in enumerate(fenced_blocks(page.read_text(encoding="utf-8"), PYTHON), start=1):
-        exec(compile(code, f"{_id(page)} (python block {index})", "exec"), namespace)
+    before = _registered()
+    try:
+        for index, code in enumerate(fenced_blocks(page.read_text(encoding="utf-8"), PYTHON), start=1):
+            exec(compile(code, f"{_id(page)} (python block {index})", "exec"), namespace)
+    finally:
+        for name, names in before.items():
+            module = importlib.import_module(name)
+            for added in set(module._ENTRIES) - names:
+                if module._ENTRIES[added].provider == "user":
+                    getattr(module, REGISTRIES[name])(added)
 
 
 @pytest.mark.parametrize("page", _pages_with(command_lines), ids=_id)
@@ -131,6 +160,22 @@ def test_the_gallery_plots_every_schedule() -> None:
     shown = {key for plot in plots for key in _keys(plot.document["schedule"])}
     missing = set(LearningRate.model_fields) - shown
     assert not missing, f"docs/gallery.md has no plotted example of {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"), [("cli.md", "### `optforge validate`"), ("config-reference.md", "peak_value")]
+)
+def test_generated_pages_say_so_in_the_repository_and_are_filled_in_the_site(page: str, expected: str) -> None:
+    hooks = _load_hooks()
+    markdown = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    assert "**Generated when the site is built.**" in markdown
+    assert expected not in markdown
+    fake_page = type("Page", (), {"file": type("File", (), {"src_uri": page})()})()
+    built = hooks.on_page_markdown(markdown, fake_page, {}, None)
+    assert expected in built
+    assert "Generated when the site is built" not in built
+    assert "<!-- optforge:" not in built
+    assert "<!-- /optforge:" not in built
 
 
 @pytest.mark.slow

@@ -20,9 +20,27 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
 class StrictModel(pydantic.BaseModel):
-    """Base of every config model: unknown keys are errors, values are checked strictly."""
+    """Base of every config model: unknown keys are errors, values are checked strictly.
+
+    Its repr shows only the fields that were given a value, so a one-of reads as the choice it holds.
+
+    Example:
+        >>> from optforge.schedules import LearningRate
+        >>> LearningRate(constant=0.1)
+        LearningRate(constant=0.1)
+        >>> LearningRate.model_validate({"constant": None, "linear_ramp_to_constant": {"learning_rate": 0.1,
+        ...                              "num_ramp_steps": 10}})
+        LearningRate(linear_ramp_to_constant=LinearRampToConstant(learning_rate=0.1, num_ramp_steps=10))
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            unset = name not in self.model_fields_set or (value is None and fields[name].default is None)
+            if name not in fields or not unset:
+                yield name, value
 
 
 def exactly_one(model: pydantic.BaseModel, what: str, fields: Iterable[str] | None = None) -> str:

@@ -1,7 +1,9 @@
 """The ``optforge`` command line: list, validate, plot, explain, schema and demo.
 
-Every command reports a bad config as its :class:`~optforge.errors.ConfigError`
-problems, one ``path: message`` line each, and exits with status 1.
+Every command reports a bad config as one ``path: message`` line per problem on
+stderr (long values cut short) and exits with status 1; no input makes it print a
+traceback. Only the commands that build something import torch, so
+``optforge --help`` and ``optforge --version`` answer at once.
 
 Example:
     >>> from typer.testing import CliRunner
@@ -16,12 +18,15 @@ import functools
 import importlib
 import importlib.util
 import json
+import math
+import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -41,14 +46,25 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The longest message and path printed for one problem: a bad value can be megabytes long.
+MESSAGE_LIMIT = 300
+PATH_LIMIT = 120
+# What validate, plot and explain build on when neither --model nor the file names a model.
+STAND_IN = "torch.nn.Linear(1, 1)"
+# The model the shipped examples are written for.
+EXAMPLE_MODEL = "optforge.demo:make_model"
+# Set to see the traceback of an unexpected error instead of its one-line report.
+TRACEBACK_VARIABLE = "OPTFORGE_TRACEBACK"
+
 ConfigArgument = Annotated[Path, typer.Argument(help="A YAML (or JSON) config file.", show_default=False)]
 ModelOption = Annotated[
     str | None,
     typer.Option(
         "--model",
         "-m",
-        help="A model to build on, as module:factory or file.py:factory "
-        "(a function returning an nn.Module, or a module instance); param-group rules match its parameter names.",
+        help="A model to build on, as module:factory or file.py:factory (a function returning an nn.Module, "
+        "or a module instance); param-group rules match its parameter names. Default: the model the file "
+        "names in a '# optforge: --model module:factory' header, else a one-layer stand-in.",
     ),
 ]
 
@@ -61,28 +77,55 @@ def _console(*, stderr: bool = False) -> Console:
     return console
 
 
-def _error(message: str, path: str = "") -> None:
-    """Print ``error path: message`` on stderr."""
-    where = [(path, "cyan"), ": "] if path else []
-    _console(stderr=True).print(Text.assemble(("error", "bold red"), " ", *where, message), soft_wrap=True)
+def clip(text: Any, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters and then followed by its full length.
+
+    Example:
+        >>> clip("a\\n  b")
+        'a b'
+        >>> clip("x" * 1000, 10)
+        'xxxxxxxxxx… (1,000 characters in all)'
+    """
+    text = str(text)
+    head = " ".join(text[: 4 * limit].split())
+    if len(text) <= 4 * limit and len(head) <= limit:
+        return head
+    return f"{head[:limit]}… ({len(text):,} characters in all)"
 
 
-def _report(problems: Sequence[tuple[str, str]]) -> None:
-    """Print each config problem as ``path: message`` on stderr."""
+def _line(path: str, message: str, style: str = "") -> Text:
+    return Text.assemble((clip(path, PATH_LIMIT), "cyan"), ": ", (clip(message), style))
+
+
+def _report(problems: Sequence[tuple[str, str]], source: str = "") -> None:
+    """Print each problem as one ``path: message`` line on stderr; a problem without a path takes ``source``."""
+    console = _console(stderr=True)
     for path, message in problems:
-        _error(message, path or "<config>")
+        console.print(_line(path or source or "<config>", message), soft_wrap=True)
 
 
-def _config_errors_exit(command: F) -> F:
-    """Turn a ConfigError raised by ``command`` into its report and exit status 1."""
+def _note(text: str, *, stderr: bool = False) -> None:
+    _console(stderr=stderr).print(Text("  note: " + text, style="dim"), soft_wrap=True)
+
+
+def _guarded(command: F) -> F:
+    """Report what ``command`` raises as ``path: message`` lines and exit with status 1: never a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        source = str(kwargs.get("config") or "")
         try:
             return command(*args, **kwargs)
         except ConfigError as error:
-            _report(error.problems)
-            raise typer.Exit(1) from None
+            _report(error.problems, source)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug, or an input no check foresaw: one line all the same
+            if os.environ.get(TRACEBACK_VARIABLE):
+                raise
+            message = f"unexpected {type(exc).__name__}: {exc} (set {TRACEBACK_VARIABLE}=1 to see where it came from)"
+            _report([("", message)], source)
+        raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -90,17 +133,19 @@ def _config_errors_exit(command: F) -> F:
 def _require_plot_library(package: str) -> None:
     """Exit with the install command when ``package`` (matplotlib or plotext) is missing."""
     if importlib.util.find_spec(package) is None:
-        _error(f"this needs {package}, which is not installed; install it with `pip install 'optforge[plot]'`")
-        raise typer.Exit(1)
+        raise ConfigError(
+            f"this needs {package}, which is not installed; install it with `pip install 'optforge[plot]'`"
+        )
 
 
-def load_model(spec: str) -> Any:
+def load_model(spec: str, *, path: str = "--model") -> Any:
     """The ``nn.Module`` named by ``module:factory`` or ``path/to/file.py:factory``.
 
     ``factory`` is called without arguments unless it already is a module.
 
     Raises:
-        ConfigError: when the module, the attribute or the model cannot be had.
+        ConfigError: when the module, the attribute or the model cannot be had
+            (its path is ``path``, where the spec came from).
 
     Example:
         >>> type(load_model("optforge.demo:make_model")).__name__
@@ -110,13 +155,13 @@ def load_model(spec: str) -> Any:
 
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise ConfigError(f"expected module:factory or file.py:factory, got {spec!r}", path="--model")
+        raise ConfigError(f"expected module:factory or file.py:factory, got {spec!r}", path=path)
     try:
         if target.endswith(".py"):
             name = f"_optforge_model_{Path(target).stem}"
             module_spec = importlib.util.spec_from_file_location(name, target)
             if module_spec is None or module_spec.loader is None or not Path(target).is_file():
-                raise ConfigError(f"no Python file {target!r}", path="--model")
+                raise ConfigError(f"no Python file {target!r}", path=path)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module  # dataclasses and pickling look a class's module up there
             module_spec.loader.exec_module(module)
@@ -127,16 +172,27 @@ def load_model(spec: str) -> Any:
             finally:
                 sys.path.remove(str(Path.cwd()))
     except ImportError as exc:
-        raise ConfigError(f"cannot import {target!r}: {exc}", path="--model") from None
+        raise ConfigError(f"cannot import {target!r}: {exc}", path=path) from None
     if not hasattr(module, attr):
         public = sorted(name for name in vars(module) if not name.startswith("_"))
-        raise ConfigError(f"{target!r} has no attribute {attr!r}; it has: {', '.join(public)}", path="--model")
+        raise ConfigError(f"{target!r} has no attribute {attr!r}; it has: {', '.join(public)}", path=path)
     model = getattr(module, attr)
     if not isinstance(model, nn.Module) and callable(model):
         model = model()
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"{spec} gave {type(model).__name__}, not a torch.nn.Module", path="--model")
+        raise ConfigError(f"{spec} gave {type(model).__name__}, not a torch.nn.Module", path=path)
     return model
+
+
+def _model_for(option: str | None, config: Any) -> tuple[Any, str]:
+    """The model to build ``config`` on, and where it came from: ``"--model"``, ``"file"`` or ``"stand-in"``."""
+    if option:
+        return load_model(option), "--model"
+    if config.model:
+        return load_model(config.model, path=f"{config.path} header (# optforge: --model)"), "file"
+    import torch
+
+    return torch.nn.Linear(1, 1), "stand-in"
 
 
 def _schedule_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -155,6 +211,35 @@ def _schedule_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def _check(config: Any, model: Any) -> tuple[list[tuple[str, str]], str]:
+    """Every problem of ``config`` built over ``model``, and the stage that found them: load, spec or build."""
+    import torch
+
+    from optforge.builder import build, resolve_optimizer_spec
+    from optforge.config_source import load_config
+
+    try:
+        document = load_config(config)
+    except ConfigError as error:
+        return error.problems, "load"
+    from optforge.composite import check_parts, composite_document
+
+    try:
+        composite = composite_document(document)
+        if composite is not None and model is None:  # selectors and schedules by group need the model
+            return check_parts(composite["optimizer"], document=composite), "spec"
+        if composite is None:
+            resolve_optimizer_spec(document)
+    except ConfigError as error:
+        schedule = [problem for problem in _schedule_problems(document) if problem not in error.problems]
+        return [*error.problems, *schedule], "spec"
+    try:
+        build(model if model is not None else torch.nn.Linear(1, 1), document)
+    except ConfigError as error:
+        return error.problems, "build"
+    return [], "build"
+
+
 def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
     """Every problem of ``config`` as ``(path, message)``; empty when it builds.
 
@@ -167,37 +252,156 @@ def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
         >>> validate_config({"optimizer": {"name": "AdamW", "lr": 1e-3, "beta": [0.9, 0.99]}})[0][0]
         'optimizer.beta'
     """
-    import torch
+    return _check(config, model)[0]
 
-    from optforge.builder import build, resolve_optimizer_spec
-    from optforge.config_source import load_config
+
+# Keys of the recap form that place parameters in task towers, at the top level or in the optimizer section.
+TOWER_KEYS = ("multi_task_learning_rates",)
+
+
+def needs_model(document: Mapping[str, Any]) -> bool:
+    """Whether ``document`` has parts that match parameter names: rules, layer decay, towers, per-group schedules.
+
+    Example:
+        >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"constant": 0.1}})
+        False
+        >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1, "layer_decay": 0.8}})
+        True
+    """
+    from optforge.param_groups import OPTION_KEYS
+    from optforge.scheduler import SCHEDULE_KEYS
+    from optforge.schedules import LearningRate
+
+    section = document.get("optimizer", document)
+    sections = [document, section] if isinstance(section, Mapping) else [document]
+    if any(part.get(key) is not None for part in sections for key in (*OPTION_KEYS, *TOWER_KEYS)):
+        return True
+    schedule = document.get("schedule")
+    if not isinstance(schedule, Mapping):
+        return False
+    full_form = any(key in SCHEDULE_KEYS for key in schedule)
+    parts = [schedule[key] for key in SCHEDULE_KEYS if key in schedule] if full_form else [schedule]
+    return any(isinstance(part, Mapping) and not set(part) & set(LearningRate.model_fields) for part in parts)
+
+
+def _stand_in_note(used: str, document: Mapping[str, Any]) -> str:
+    """Why the stand-in model matters for ``document``, or ``""`` when it does not."""
+    if used != "stand-in" or not needs_model(document):
+        return ""
+    return (
+        f"built on a one-layer stand-in model, {STAND_IN}: this config's param-group rules match parameter "
+        f"names, so pass your model with --model module:factory (the shipped examples use --model {EXAMPLE_MODEL})"
+    )
+
+
+def _integers(value: Any) -> Iterator[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _integers(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _integers(item)
+
+
+def schedule_peak(schedule: Any, *, steps_per_epoch: int | None = None, total_steps: int | None = None) -> float:
+    """The largest lr of one schedule, over its steps up to twice its longest length (at least 1,000).
+
+    Raises:
+        ConfigError: for a bad schedule.
+
+    Example:
+        >>> schedule_peak({"cosine_decay": {"peak_value": 0.3, "warmup_steps": 10, "decay_steps": 100}})
+        0.3
+    """
+    from optforge.schedules import make_schedule
+
+    lr = make_schedule(schedule, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    lengths = [*_integers(schedule), *(n for n in (steps_per_epoch, total_steps) if n is not None)]
+    horizon = min(max(2 * max(lengths, default=0), 1000), 200_000)
+    return max(lr(step) for step in range(horizon + 1))
+
+
+def lr_warnings(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A warning when the optimizer's ``lr`` differs from the peak of the schedule that overrides it.
+
+    A shared schedule sets every group's lr at every step, so a different
+    ``lr`` in the optimizer section is never used: often a sign that one of the
+    two was edited and not the other.
+
+    Example:
+        >>> lr_warnings({"optimizer": {"name": "SGD", "lr": 1e-3},
+        ...              "schedule": {"cosine_decay": {"peak_value": 0.3, "decay_steps": 100}}})[0][0]
+        'optimizer.lr'
+    """
+    from optforge.builder import resolve_optimizer_spec
+    from optforge.scheduler import SCHEDULE_KEYS
 
     try:
-        document = load_config(config)
-    except ConfigError as error:
-        return error.problems
-    from optforge.composite import check_parts, composite_document
+        spec = resolve_optimizer_spec(dict(document))
+    except ConfigError:
+        return []
+    base = spec.path if "optimizer" in document else spec.path.removeprefix("optimizer").lstrip(".")
+    section: Any = document
+    for part in base.split(".") if base else ():
+        section = section.get(part) if isinstance(section, Mapping) else None
+    lr = section.get("lr") if isinstance(section, Mapping) else None
+    if not isinstance(lr, int | float) or isinstance(lr, bool):
+        return []
+    schedule = spec.learning_rate if spec.learning_rate is not None else document.get("schedule")
+    context: dict[str, Any] = {}
+    if isinstance(schedule, Mapping) and any(key in SCHEDULE_KEYS for key in schedule):
+        context = {key: schedule.get(key) for key in ("steps_per_epoch", "total_steps")}
+        schedule = schedule.get("lr")
+    if schedule is None:
+        return []
+    try:
+        peak = (
+            float(schedule)
+            if isinstance(schedule, int | float) and not isinstance(schedule, bool)
+            else schedule_peak(schedule, **context)
+        )
+    except (ConfigError, TypeError):  # a per-group mapping, or a bad schedule that validation reports
+        return []
+    if math.isclose(peak, lr, rel_tol=1e-6):
+        return []
+    path = f"{base}.lr" if base else "lr"
+    return [
+        (
+            path,
+            f"warning: {lr:g} differs from the schedule's peak {peak:g}; the schedule sets the lr at every step, "
+            "so this value is never used",
+        )
+    ]
 
-    try:
-        composite = composite_document(document)
-        if composite is not None and model is None:  # selectors and schedules by group need the model
-            return check_parts(composite["optimizer"], document=composite)
-        if composite is None:
-            resolve_optimizer_spec(document)
-    except ConfigError as error:
-        return [
-            *error.problems,
-            *(problem for problem in _schedule_problems(document) if problem not in error.problems),
-        ]
-    try:
-        build(model if model is not None else torch.nn.Linear(1, 1), document)
-    except ConfigError as error:
-        return error.problems
-    return []
+
+def _version(value: bool) -> None:
+    if value:
+        from optforge import __version__
+
+        typer.echo(f"optforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Build PyTorch optimizers and learning-rate schedules from configuration."""
+
+
+def _optional_providers() -> list[Any]:
+    """The installed providers that are not loaded by default (timm, pytorch_optimizer)."""
+    from optforge import registry
+
+    return [provider for provider in registry._PROVIDERS.values() if not provider.builtin and provider.is_installed()]
 
 
 @app.command("list")
-@_config_errors_exit
+@_guarded
 def list_command(
     pattern: Annotated[
         str, typer.Argument(help="Glob over names (adam*); a plain word matches names that contain it.")
@@ -208,16 +412,34 @@ def list_command(
     schedulers: Annotated[
         bool, typer.Option("--schedulers", help="List the learning-rate schedulers a schedule: section can name.")
     ] = False,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all", "-a", help="Also list the installed optional providers (timm, pytorch_optimizer); slower."
+        ),
+    ] = False,
 ) -> None:
-    """List the registered optimizers (or, with --schedulers, LR schedulers) with their provider and description."""
-    from optforge.lr_schedulers import scheduler_entries
+    """List the registered optimizers (or, with --schedulers, LR schedulers) with their provider and description.
+
+    Without --all or --provider, the optional providers' optimizers are listed only when
+    nothing else matches: importing timm alone takes seconds.
+    """
     from optforge.registry import optimizer_entries
 
     glob = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
     what = "scheduler" if schedulers else "optimizer"
-    entries: Sequence[Any] = (scheduler_entries if schedulers else optimizer_entries)(glob, provider=provider)
+    optional = [] if schedulers or provider or everything else [p.name for p in _optional_providers()]
+    entries: Sequence[Any]
+    if schedulers:
+        from optforge.lr_schedulers import scheduler_entries
+
+        entries = scheduler_entries(glob, provider=provider)
+    else:
+        entries = optimizer_entries(glob, provider=provider) if not optional else _builtin_entries(glob, optional)
+        if not entries and optional:
+            entries, optional = optimizer_entries(glob), []
     if not entries:
-        flag = " --schedulers" if schedulers else ""
+        flag = " --schedulers" if schedulers else " --all"
         raise ConfigError(f"no {what} matches {pattern!r}; run `optforge list{flag}` to see every name", path="pattern")
     table = Table(title=f"{len(entries)} {what}s", title_justify="left")
     table.add_column("name", style="bold cyan", no_wrap=True)
@@ -231,29 +453,92 @@ def list_command(
         if reason:
             description.append(f" (unavailable: {reason})", style="yellow")
         table.add_row(entry.name, entry.provider, description)
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    if optional:
+        console.print(
+            f"Not listed: the optional providers {', '.join(optional)} (installed). "
+            f"Add --all, or --provider {optional[0]}, to list their optimizers too.",
+            style="dim",
+        )
+
+
+def _builtin_entries(glob: str, optional: Sequence[str]) -> list[Any]:
+    from optforge import registry
+
+    names = [p.name for p in registry._PROVIDERS.values() if p.name not in optional]
+    entries = [entry for name in names for entry in registry.optimizer_entries(glob, provider=name)]
+    return sorted(entries, key=lambda e: (e.provider != "torch", e.provider, e.name.lower()))
 
 
 @app.command()
+@_guarded
 def validate(config: ConfigArgument, model: ModelOption = None) -> None:
     """Check a config (optimizer, schedule, param groups); print every error with its field path.
 
-    Exits with status 0 when the config builds, 1 otherwise.
+    Exits with status 0 when the config builds, 1 otherwise. A file holding only a
+    schedule (a Hydra schedule/ fragment) is checked as a schedule. Warns when the
+    optimizer's lr differs from the peak of the schedule that overrides it.
     """
+    from optforge.cli_files import read_config_file
+
     try:
-        problems = validate_config(config, load_model(model) if model else None)
+        file = read_config_file(config)
     except ConfigError as error:
-        problems = error.problems
-    note = "" if model else " (checked on a one-layer stand-in model: pass --model for param-group rules)"
+        _fail(config, error.problems, [])
+    chosen, used = _model_for(model, file)
+    problems, stage = _check(file.document, None if used == "stand-in" else chosen)
+    notes = [file.note] if file.note else []
+    if used == "file":
+        notes.append(f"built on {file.model}, the model the file names")
+    if stage == "build" and (stand_in := _stand_in_note(used, file.document)):
+        notes.append(stand_in)
     if problems:
-        _report(problems)
-        _console(stderr=True).print(Text.assemble((f"{config}: {len(problems)} problem(s)", "red"), note))
-        raise typer.Exit(1)
-    _console().print(Text.assemble((f"{config}: valid", "green"), note), soft_wrap=True)
+        _fail(config, problems, notes)
+    _console().print(Text(f"{config}: valid", style="green"), soft_wrap=True)
+    for note in notes:
+        _note(note)
+    if not file.synthetic_optimizer:
+        warnings = lr_warnings(file.document)
+        console = _console(stderr=True)
+        for path, message in warnings:
+            console.print(_line(path, message, "yellow"), soft_wrap=True)
+
+
+def _fail(config: Path, problems: Sequence[tuple[str, str]], notes: Sequence[str]) -> NoReturn:
+    _report(problems, str(config))
+    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+    _console(stderr=True).print(_line(str(config), count, "red"), soft_wrap=True)
+    for note in notes:
+        _note(note, stderr=True)
+    raise typer.Exit(1)
+
+
+def _on_model(config: Path, model: str | None, action: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
+    """``action(document, model)`` for a config file, and the file; its problems end the command.
+
+    When the optimizer section is sound, the problems may come from the stand-in model: the note says so.
+    """
+    from optforge.builder import resolve_optimizer_spec
+    from optforge.cli_files import read_config_file
+
+    file = read_config_file(config)
+    chosen, used = _model_for(model, file)
+    try:
+        return action(file.document, chosen), file
+    except ConfigError as error:
+        _report(error.problems, str(config))
+        try:
+            resolve_optimizer_spec(file.document)
+        except ConfigError:
+            raise typer.Exit(1) from None
+        if note := _stand_in_note(used, file.document):
+            _note(note, stderr=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
-@_config_errors_exit
+@_guarded
 def plot(
     config: ConfigArgument,
     steps: Annotated[int, typer.Option("--steps", "-n", min=1, help="Number of optimizer steps to plot.")] = 1000,
@@ -269,7 +554,9 @@ def plot(
     from optforge.plotting import plot_trace_png, plot_trace_terminal, trace_schedule
 
     _require_plot_library("plotext" if output is None else "matplotlib")
-    trace = trace_schedule(config, steps, load_model(model) if model else None, title=config.name)
+    trace, _ = _on_model(
+        config, model, lambda document, chosen: trace_schedule(document, steps, chosen, title=config.name)
+    )
     console = _console()
     if output is None:
         size = shutil.get_terminal_size((100, 30))
@@ -287,18 +574,12 @@ def plot(
 
 
 @app.command()
-@_config_errors_exit
-def explain(
-    config: ConfigArgument,
-    model: Annotated[
-        str,
-        typer.Option("--model", "-m", help="The model, as module:factory or file.py:factory.", show_default=False),
-    ],
-) -> None:
+@_guarded
+def explain(config: ConfigArgument, model: ModelOption = None) -> None:
     """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
     from optforge.explain import _cell, explain
 
-    table = explain(load_model(model), config)
+    table, file = _on_model(config, model, lambda document, chosen: explain(chosen, document))
     console = _console()
     for title, columns, rows in (
         ("parameters", table.columns, table.rows),
@@ -315,9 +596,14 @@ def explain(
         f"{table.optimizer}: {totals['groups']} groups, {totals['tensors']} tensors, "
         f"{totals['trainable']:,} trainable parameters, {totals['frozen']:,} frozen"
     )
+    if model is None and file.model:
+        _note(f"on {file.model}, the model the file names")
+    elif model is None:
+        _note(f"on a one-layer stand-in model, {STAND_IN}: pass yours with --model module:factory")
 
 
 @app.command()
+@_guarded
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")] = None,
 ) -> None:
@@ -332,32 +618,34 @@ def schema(
         _console().print(f"wrote {output}")
 
 
-def _run_with_progress(console: Console, label: str, config: Any, steps: int, seed: int) -> Any:
+def _progress(console: Console) -> Any:
+    """The demo's progress bar: a run's name, its steps, then its loss and lr (or what it is doing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from optforge.demo import train
 
     columns = (
         TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("lr {task.fields[lr]:.2e}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(label, total=steps, loss=float("nan"), lr=float("nan"))
-        return train(
-            config,
-            steps,
-            seed=seed,
-            name=label.strip(),
-            on_step=lambda step, loss, lr: progress.update(task, completed=step + 1, loss=loss, lr=lr),
-        )
+    return Progress(*columns, console=console, transient=False)
+
+
+def _run_with_progress(console: Console, label: str, config: Any, steps: int, seed: int) -> Any:
+    from optforge.demo import train
+
+    def show(step: int, loss: float, lr: float) -> None:
+        progress.update(task, completed=step + 1, status=f"loss {loss:.4f}  lr {lr:.2e}")
+
+    with _progress(console) as progress:
+        # Until the first step, say what is happening rather than show empty numbers.
+        task = progress.add_task(label, total=steps, status="building")
+        return train(config, steps, seed=seed, name=label.strip(), on_step=show)
 
 
 @app.command()
-@_config_errors_exit
+@_guarded
 def demo(
     config: Annotated[
         str | None,
@@ -434,4 +722,4 @@ def _print_comparison(console: Console, results: Sequence[Any], steps: int) -> N
 
 def main() -> None:
     """Run the ``optforge`` command line."""
-    app()
+    app(prog_name="optforge")

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "plot_losses_png",
     "plot_trace_png",
     "plot_trace_terminal",
+    "trace_figure",
     "trace_schedule",
 ]
 
@@ -170,12 +172,15 @@ def _label_boundaries(trace: ScheduleTrace) -> list[tuple[int, str]]:
     return [(step, "warmup end" if warmup and i == 0 else f"step {step}") for i, step in enumerate(trace.boundaries)]
 
 
-def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
-    """Draw ``trace`` to a PNG file with matplotlib: learning rates above, other hyperparameters below."""
+def trace_figure(trace: ScheduleTrace) -> Any:
+    """The matplotlib ``Figure`` of ``trace``: learning rates above, other hyperparameters below.
+
+    Boundary labels sit above the plot and legends beside it, so neither covers a curve.
+    """
     from matplotlib.figure import Figure
 
     rows = 2 if trace.others else 1
-    fig = Figure(figsize=(8, 3.2 * rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(9, 3.2 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     for name, values in trace.lrs.items():
         axes[0].plot(trace.steps, values, label=name)
@@ -191,25 +196,73 @@ def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
             label,
             (step, 1.0),
             xycoords=("data", "axes fraction"),
-            xytext=(-3, -4),
+            xytext=(0, 3),
             textcoords="offset points",
-            rotation=90,
-            va="top",
-            ha="right",
+            va="bottom",
+            ha="center",
             fontsize="small",
+            color="0.3",
+            annotation_clip=False,
         )
     for ax in axes:
         ax.grid(alpha=0.3)
-        if len(ax.get_legend_handles_labels()[1]) > 1:  # the boundary lines have no label
-            ax.legend(loc="best", fontsize="small")
+        ax.set_xlim(trace.steps[0], trace.steps[-1])
+        if ax.get_legend_handles_labels()[1]:  # the boundary lines have no label
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small")
     axes[-1].set_xlabel("step")
     if trace.title:
-        axes[0].set_title(trace.title)
-    return _save(fig, path)
+        axes[0].set_title(trace.title, pad=16 if trace.boundaries else 6)
+    return fig
+
+
+def plot_trace_png(trace: ScheduleTrace, path: str | Path) -> Path:
+    """Draw ``trace`` to a PNG file with matplotlib (see :func:`trace_figure`)."""
+    return _save(trace_figure(trace), path)
+
+
+def _legend_corner(curves: Mapping[str, Sequence[float]], box: tuple[float, float]) -> tuple[bool, bool]:
+    """The corner ``(right, top)`` of the plot where a legend of ``box`` (fractions of the
+    plot's width and height) covers the fewest curve points.
+
+    Example:
+        >>> _legend_corner({"ramp": [step / 9 for step in range(10)]}, (0.4, 0.4))  # top left is free
+        (False, True)
+    """
+    points = [
+        (step / max(len(values) - 1, 1), value) for values in curves.values() for step, value in enumerate(values)
+    ]
+    low, high = min(v for _, v in points), max(v for _, v in points)
+    span = (high - low) or 1.0
+    normalised = [(x, (v - low) / span) for x, v in points]
+
+    def covered(right: bool, top: bool) -> int:
+        return sum(
+            (x >= 1 - box[0] if right else x <= box[0]) and (y >= 1 - box[1] if top else y <= box[1])
+            for x, y in normalised
+        )
+
+    corners = [(True, True), (False, True), (True, False), (False, False)]  # ties: top right first
+    return min(corners, key=lambda corner: covered(*corner))
+
+
+def _step_ticks(first: int, last: int, count: int) -> list[int]:
+    """About ``count`` round step numbers from ``first`` to ``last``, for the step axis.
+
+    Example:
+        >>> _step_ticks(0, 299, 6), _step_ticks(0, 9, 20)
+        ([0, 50, 100, 150, 200, 250], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    raw = max(last - first, 1) / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(factor * magnitude for factor in (1, 2, 5, 10) if factor * magnitude >= raw)
+    return list(range(-(-first // step) * step, last + 1, step))
 
 
 def plot_trace_terminal(trace: ScheduleTrace, width: int = 100, height: int = 25, *, color: bool = False) -> str:
-    """Draw ``trace`` as text with plotext: learning rates, and other hyperparameters below; returns the drawing."""
+    """Draw ``trace`` as text with plotext: learning rates, and other hyperparameters below; returns the drawing.
+
+    Boundaries are vertical lines at their steps; each legend goes in the corner its curves leave free.
+    """
     import plotext
 
     fig = plotext.figure
@@ -220,15 +273,31 @@ def plot_trace_terminal(trace: ScheduleTrace, width: int = 100, height: int = 25
     if len(panels) > 1:
         fig.subplots(len(panels), 1)
     axes = [fig.subplot(row, 1) for row in range(1, len(panels) + 1)] if len(panels) > 1 else [fig]
+    boundaries = _label_boundaries(trace)
+    panel_height = max((height - 3) // len(panels) - 3, 3)  # rows of one panel's canvas, roughly
     for ax, curves in zip(axes, panels):
         for name, values in curves.items():
             ax.draw(ax.signal(trace.steps, values).lines().label(name))
         low, high = min(min(v) for v in curves.values()), max(max(v) for v in curves.values())
         if low == high:  # a flat curve: centre it rather than let the axis collapse
             margin = abs(low) / 2 or 1.0
-            ax.ruler(1).lim(low - margin, high + margin)
-        for step, label in _label_boundaries(trace):
-            ax.line(step, orientation=1, relative=False, label=label if ax is axes[0] else None)
+            low, high = low - margin, high + margin
+        ax.ruler(0).lim(trace.steps[0], trace.steps[-1])
+        ticks = _step_ticks(trace.steps[0], trace.steps[-1], max(width // 14, 2))
+        ax.ruler(0).ticks(ticks, [str(tick) for tick in ticks])
+        ax.ruler(1).lim(low, high)
+        labels = [*curves, *(label for _, label in boundaries if ax is axes[0])]
+        box = ((max(map(len, labels)) + 8) / max(width - 10, 1), (2 * len(labels) + 2) / panel_height)
+        right, top = _legend_corner(curves, box)
+        ax.legend(
+            x=trace.steps[-1] if right else trace.steps[0],
+            y=high if top else low,
+            relative=True,
+            ha=1 if right else -1,
+            va=-1 if top else 1,
+        )
+        for step, label in boundaries:
+            ax.line(step, orientation=1, relative=True, label=label if ax is axes[0] else None)
     axes[0].title(trace.title or "learning rate")
     axes[-1].label("step", axis=0)
     drawing = fig.build().string(colorless=not color)
