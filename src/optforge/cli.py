@@ -267,7 +267,10 @@ def needs_model(document: Mapping[str, Any]) -> bool:
         False
         >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1, "layer_decay": 0.8}})
         True
+        >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"name": "StepLR", "step_size": 5}})
+        False
     """
+    from optforge.lr_schedulers import is_named_section
     from optforge.param_groups import OPTION_KEYS
     from optforge.scheduler import SCHEDULE_KEYS
     from optforge.schedules import LearningRate
@@ -277,8 +280,8 @@ def needs_model(document: Mapping[str, Any]) -> bool:
     if any(part.get(key) is not None for part in sections for key in (*OPTION_KEYS, *TOWER_KEYS)):
         return True
     schedule = document.get("schedule")
-    if not isinstance(schedule, Mapping):
-        return False
+    if not isinstance(schedule, Mapping) or is_named_section(schedule):
+        return False  # a scheduler by name drives every group alike
     full_form = any(key in SCHEDULE_KEYS for key in schedule)
     parts = [schedule[key] for key in SCHEDULE_KEYS if key in schedule] if full_form else [schedule]
     return any(isinstance(part, Mapping) and not set(part) & set(LearningRate.model_fields) for part in parts)
@@ -546,6 +549,14 @@ def plot(
         Path | None, typer.Option("--output", "-o", help="Write a PNG here instead of drawing in the terminal.")
     ] = None,
     model: ModelOption = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="For a metric-driven scheduler (ReduceLROnPlateau): the monitored value at each step, "
+            "comma-separated; the last value repeats.",
+        ),
+    ] = None,
 ) -> None:
     """Plot the learning rate of each param group (and other scheduled hyperparameters).
 
@@ -553,9 +564,12 @@ def plot(
     """
     from optforge.plotting import plot_trace_png, plot_trace_terminal, trace_schedule
 
+    values = _metric_values(metric)
     _require_plot_library("plotext" if output is None else "matplotlib")
     trace, _ = _on_model(
-        config, model, lambda document, chosen: trace_schedule(document, steps, chosen, title=config.name)
+        config,
+        model,
+        lambda document, chosen: trace_schedule(document, steps, chosen, title=config.name, metric=values),
     )
     console = _console()
     if output is None:
@@ -571,6 +585,19 @@ def plot(
             f"{name}: {values[0]:.3g} at step 0, min {min(values):.3g}, max {max(values):.3g}, "
             f"{values[-1]:.3g} at step {steps - 1}"
         )
+
+
+def _metric_values(text: str | None) -> list[float] | None:
+    """The numbers of a ``--metric`` option."""
+    if text is None:
+        return None
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {clip(text, 80)!r}", path="--metric") from None
+    if not values or not all(math.isfinite(value) for value in values):
+        raise ConfigError(f"expected finite numbers, got {clip(text, 80)!r}", path="--metric")
+    return values
 
 
 @app.command()

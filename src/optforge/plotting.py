@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from optforge.errors import ConfigError
+
 __all__ = [
     "ScheduleTrace",
     "phase_boundaries",
@@ -80,7 +82,14 @@ def _numeric_settings(group: Mapping[str, Any]) -> dict[str, float]:
     return settings
 
 
-def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None, *, title: str = "") -> ScheduleTrace:
+def trace_schedule(
+    config: Any,
+    steps: int,
+    model: torch.nn.Module | None = None,
+    *,
+    title: str = "",
+    metric: Sequence[float] | None = None,
+) -> ScheduleTrace:
     """Build ``config`` with :func:`optforge.build` and record its schedule for ``steps`` steps.
 
     Args:
@@ -89,16 +98,28 @@ def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None
         model: The model whose parameters the param-group rules see; a one-layer
             model when omitted.
         title: A caption for plots.
+        metric: The monitored value at each step, for a metric-driven scheduler
+            (``ReduceLROnPlateau``, timm's plateau); its last value repeats.
 
     Raises:
-        ConfigError: for a config that cannot be built.
+        ConfigError: for a config that cannot be built, or a metric-driven
+            scheduler without ``metric``.
     """
     import optforge
     from optforge.scheduler import group_labels
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    from optforge.lr_schedulers import is_metric_driven
+
     optimizer, scheduler = optforge.build(model if model is not None else torch.nn.Linear(1, 1), config)
+    metric_driven = is_metric_driven(scheduler)
+    if metric_driven and not metric:
+        raise ConfigError(
+            f"{type(scheduler).__name__} lowers the lr when a monitored metric stops improving: give the "
+            "metric's value at each step (optforge plot --metric 1.0,0.8,0.8,0.8; the last value repeats)",
+            path="schedule",
+        )
     names = group_labels(optimizer.param_groups)
     lrs: dict[str, list[float]] = {name: [] for name in names}
     settings: dict[str, dict[str, list[float]]] = {}  # hyperparameter -> group -> values
@@ -106,7 +127,9 @@ def trace_schedule(config: Any, steps: int, model: torch.nn.Module | None = None
         # Only the schedule is traced: no gradient exists, so the optimizer is never stepped.
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
         for step in range(steps):
-            if step:
+            if step and metric_driven:
+                scheduler.step(metric[min(step - 1, len(metric) - 1)])  # type: ignore[index]
+            elif step:
                 scheduler.step()
             for name, lr, group in zip(names, scheduler.get_last_lr(), optimizer.param_groups):
                 lrs[name].append(float(lr))
