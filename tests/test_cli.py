@@ -475,7 +475,7 @@ def test_plots_without_their_library_say_what_to_install(
     result = invoke(*(arg.format(config=config_file, dir=config_file.parent) for arg in args))
     assert result.exit_code == 1
     assert f"this needs {missing}, which is not installed" in result.stderr
-    assert "pip install 'optforge[plot]'" in result.stderr
+    assert "pip install -e '.[plot]'" in result.stderr
     assert not list(config_file.parent.glob("*.png"))
 
 

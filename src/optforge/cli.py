@@ -133,9 +133,7 @@ def _guarded(command: F) -> F:
 def _require_plot_library(package: str) -> None:
     """Exit with the install command when ``package`` (matplotlib or plotext) is missing."""
     if importlib.util.find_spec(package) is None:
-        raise ConfigError(
-            f"this needs {package}, which is not installed; install it with `pip install 'optforge[plot]'`"
-        )
+        raise ConfigError(f"this needs {package}, which is not installed; install it with `pip install -e '.[plot]'`")
 
 
 def load_model(spec: str, *, path: str = "--model") -> Any:

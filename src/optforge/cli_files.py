@@ -210,7 +210,7 @@ def _from_primary(path: Path) -> tuple[dict[str, Any], str]:
     """The optforge node of a Hydra primary config, composed with its defaults."""
     if _hydra_missing():
         raise ConfigError(
-            "a Hydra config (it has a defaults list): install hydra-core (`pip install 'optforge[hydra]'`) to check it"
+            "a Hydra config (it has a defaults list): install hydra-core (`pip install -e '.[hydra]'`) to check it"
         )
     try:
         composed = _compose(path, [])

@@ -390,7 +390,7 @@ def get_optimizer_entry(name: str, *, path: str = "optimizer.name") -> Optimizer
                 raise ConfigError(
                     f"{name!r} comes from the {provider.name!r} provider, whose package "
                     f"{provider.package!r} is not installed; install it with "
-                    f"`pip install 'optforge[{provider.extra or provider.name}]'`",
+                    f"`pip install -e '.[{provider.extra or provider.name}]'` in the optforge clone",
                     path=path,
                 )
             _load_provider(provider)

@@ -59,5 +59,5 @@ def test_a_name_of_a_missing_package_names_the_extra() -> None:
     assert len(messages) == len(names)
     for message, (name, extra) in zip(messages, names.items()):
         assert message.startswith(f"optimizer.name: {name!r} comes from the")
-        assert f"pip install 'optforge[{extra}]'" in message
+        assert f"pip install -e '.[{extra}]'" in message
     assert counts == "0 0"  # listings leave out providers that are not installed

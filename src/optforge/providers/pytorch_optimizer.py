@@ -1,4 +1,4 @@
-"""pytorch-optimizer's optimizers (``pip install 'optforge[pytorch-optimizer]'``), loaded on first use.
+"""pytorch-optimizer's optimizers (``pip install -e '.[pytorch-optimizer]'``), loaded on first use.
 
 Every name of ``pytorch_optimizer.get_supported_optimizers()`` is registered as
 ``pytorch_optimizer.<name>`` (``pytorch_optimizer.ranger``). The Muon family

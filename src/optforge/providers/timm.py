@@ -1,4 +1,4 @@
-"""timm's optimizers (``pip install 'optforge[timm]'``), loaded on first use.
+"""timm's optimizers (``pip install -e '.[timm]'``), loaded on first use.
 
 Three kinds of names:
 
