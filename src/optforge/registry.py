@@ -26,7 +26,6 @@ import importlib
 import importlib.util
 import inspect
 import textwrap
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 
 from optforge.errors import ConfigError, unknown_choice
+from optforge.lazy_providers import Provider, Providers
 
 __all__ = [
     "OptimizerEntry",
@@ -202,69 +202,18 @@ def _keys_read_from(function: Callable[..., Any], mapping_name: str) -> tuple[st
     return tuple(dict.fromkeys(keys))
 
 
-@dataclass(frozen=True)
-class Provider:
-    """A source of registry entries, loaded on first use.
-
-    Attributes:
-        name: The provider's name (``"timm"``).
-        loader: ``"module:function"``; the function takes no argument and
-            registers the provider's entries with :func:`register_optimizer`.
-        prefixes: Name prefixes that belong to this provider (``"timm."``);
-            asking for such a name loads the provider.
-        package: The import name of the package it needs (``None`` for none).
-        extra: The optforge extra that installs that package.
-        builtin: Loaded whenever the registry is first used.
-    """
-
-    name: str
-    loader: str
-    prefixes: tuple[str, ...] = ()
-    package: str | None = None
-    extra: str | None = None
-    builtin: bool = False
-
-    def is_installed(self) -> bool:
-        return self.package is None or importlib.util.find_spec(self.package) is not None
-
-
 _ENTRIES: dict[str, OptimizerEntry] = {}  # canonical name -> entry
 _LOOKUP: dict[str, str] = {}  # lower-case name or alias -> canonical name
-_PROVIDERS: dict[str, Provider] = {}
-_LOADED: set[str] = set()
-_LOCK = threading.RLock()
+_PROVIDERS_OF = Providers("optimizer")
+_PROVIDERS = _PROVIDERS_OF.by_name
+_LOADED = _PROVIDERS_OF.loaded
+_LOCK = _PROVIDERS_OF.lock
+_ensure_builtins = _PROVIDERS_OF.ensure_builtins
 
 
 def register_provider(provider: Provider) -> None:
     """Add a provider; its entries are registered when it is first needed."""
-    _PROVIDERS[provider.name] = provider
-
-
-def _load_provider(provider: Provider) -> None:
-    with _LOCK:
-        if provider.name in _LOADED:
-            return
-        _LOADED.add(provider.name)
-        try:
-            module_name, _, attr = provider.loader.partition(":")
-            getattr(importlib.import_module(module_name), attr)()
-        except BaseException:
-            _LOADED.discard(provider.name)
-            raise
-
-
-def _ensure_builtins() -> None:
-    for provider in list(_PROVIDERS.values()):
-        if provider.builtin and provider.name not in _LOADED:
-            _load_provider(provider)
-
-
-def _provider_for_name(name: str) -> Provider | None:
-    lowered = name.lower()
-    for provider in _PROVIDERS.values():
-        if any(lowered.startswith(prefix.lower()) for prefix in provider.prefixes):
-            return provider
-    return None
+    _PROVIDERS_OF.register(provider)
 
 
 def register_optimizer(
@@ -384,16 +333,7 @@ def get_optimizer_entry(name: str, *, path: str = "optimizer.name") -> Optimizer
     _ensure_builtins()
     key = name.lower()
     if key not in _LOOKUP:
-        provider = _provider_for_name(name)
-        if provider is not None and provider.name not in _LOADED:
-            if not provider.is_installed():
-                raise ConfigError(
-                    f"{name!r} comes from the {provider.name!r} provider, whose package "
-                    f"{provider.package!r} is not installed; install it with "
-                    f"`pip install -e '.[{provider.extra or provider.name}]'` in the optforge clone",
-                    path=path,
-                )
-            _load_provider(provider)
+        _PROVIDERS_OF.load_for(name, path)
     if key not in _LOOKUP:
         raise unknown_choice(
             path,
@@ -428,10 +368,7 @@ def optimizer_entries(pattern: str = "*", *, provider: str | None = None) -> lis
 
     Installed optional providers are loaded so their names are listed too.
     """
-    _ensure_builtins()
-    for prov in list(_PROVIDERS.values()):
-        if prov.name not in _LOADED and prov.is_installed() and provider in (None, prov.name):
-            _load_provider(prov)
+    _PROVIDERS_OF.load_installed(provider)
     if provider is not None and provider not in {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS):
         raise unknown_choice(
             "provider", provider, {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS), what="provider"

@@ -23,14 +23,11 @@ Example:
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import importlib.util
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from optforge.errors import ConfigError, unknown_choice
+from optforge.lazy_providers import Provider, Providers
 from optforge.lr_schedulers.entry import SchedulerEntry
 
 __all__ = [
@@ -44,57 +41,21 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class SchedulerProvider:
-    """A source of scheduler entries, loaded on first use.
-
-    Attributes:
-        name: The provider's name (``"timm"``).
-        loader: ``"module:function"``; the function registers the provider's entries.
-        prefixes: Name prefixes that belong to this provider; asking for one loads it.
-        package: The import name of the package it needs (``None`` for none).
-        builtin: Loaded whenever the registry is first used.
-    """
-
-    name: str
-    loader: str
-    prefixes: tuple[str, ...] = ()
-    package: str | None = None
-    builtin: bool = False
-
-    def is_installed(self) -> bool:
-        return self.package is None or importlib.util.find_spec(self.package) is not None
-
+# The providers of schedulers are described as those of optimizers are.
+SchedulerProvider = Provider
 
 _ENTRIES: dict[str, SchedulerEntry] = {}
 _LOOKUP: dict[str, str] = {}
-_PROVIDERS: dict[str, SchedulerProvider] = {}
-_LOADED: set[str] = set()
-_LOCK = threading.RLock()
+_PROVIDERS_OF = Providers("scheduler")
+_PROVIDERS = _PROVIDERS_OF.by_name
+_LOADED = _PROVIDERS_OF.loaded
+_LOCK = _PROVIDERS_OF.lock
+_ensure_builtins = _PROVIDERS_OF.ensure_builtins
 
 
-def register_scheduler_provider(provider: SchedulerProvider) -> None:
+def register_scheduler_provider(provider: Provider) -> None:
     """Add a provider; its entries are registered when it is first needed."""
-    _PROVIDERS[provider.name] = provider
-
-
-def _load(provider: SchedulerProvider) -> None:
-    with _LOCK:
-        if provider.name in _LOADED:
-            return
-        _LOADED.add(provider.name)
-        try:
-            module_name, _, attr = provider.loader.partition(":")
-            getattr(importlib.import_module(module_name), attr)()
-        except BaseException:
-            _LOADED.discard(provider.name)
-            raise
-
-
-def _ensure_builtins() -> None:
-    for provider in list(_PROVIDERS.values()):
-        if provider.builtin and provider.name not in _LOADED:
-            _load(provider)
+    _PROVIDERS_OF.register(provider)
 
 
 def register_scheduler(
@@ -191,14 +152,6 @@ def unregister_scheduler(name: str) -> None:
         _remove(canonical)
 
 
-def _provider_for(name: str) -> SchedulerProvider | None:
-    lowered = name.lower()
-    for provider in _PROVIDERS.values():
-        if any(lowered.startswith(prefix.lower()) for prefix in provider.prefixes):
-            return provider
-    return None
-
-
 def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerEntry:
     """The registry entry for ``name`` (case-insensitive); loads its provider if needed.
 
@@ -217,15 +170,7 @@ def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerE
     _ensure_builtins()
     key = name.lower()
     if key not in _LOOKUP:
-        provider = _provider_for(name)
-        if provider is not None and provider.name not in _LOADED:
-            if not provider.is_installed():
-                raise ConfigError(
-                    f"{name!r} comes from {provider.package}, which is not installed; "
-                    f"install it with `pip install 'optforge[{provider.name}]'`",
-                    path=path,
-                )
-            _load(provider)
+        _PROVIDERS_OF.load_for(name, path)
     if key not in _LOOKUP:
         raise unknown_choice(
             path,
@@ -239,10 +184,7 @@ def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerE
 
 def scheduler_entries(pattern: str = "*", *, provider: str | None = None) -> list[SchedulerEntry]:
     """Registered entries whose name matches the glob ``pattern`` (case-insensitive); loads installed providers."""
-    _ensure_builtins()
-    for prov in list(_PROVIDERS.values()):
-        if prov.name not in _LOADED and prov.is_installed() and provider in (None, prov.name):
-            _load(prov)
+    _PROVIDERS_OF.load_installed(provider)
     known = {entry.provider for entry in _ENTRIES.values()} | set(_PROVIDERS)
     if provider is not None and provider not in known:
         raise unknown_choice("provider", provider, known, what="provider")
