@@ -52,7 +52,7 @@ __all__ = [
 SMALL_NUMEL = 1 << 16
 # ...of at most this many elements, which bounds the temporary memory and keeps
 # each batch in cache between gathering it and updating it.
-BATCH_NUMEL = 1 << 18
+BATCH_NUMEL = 1 << 17
 # With no flag set, the fused path is chosen for at least this many elements of
 # one param group: compiling costs seconds once per process (less with a warm
 # inductor cache), which a step over 4M elements repays within a few thousand
