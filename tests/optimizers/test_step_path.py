@@ -240,3 +240,25 @@ def test_many_dtypes_and_layouts_never_hit_the_recompile_limit():
                         p.grad = torch.ones_like(p)
                     opt.step()
                     assert all(torch.isfinite(p.float()).all() for p in params)
+
+
+@pytest.mark.parametrize("name", ["Lion", "AdamWScheduleFree"])
+def test_fused_path_survives_new_gradients_state_loads_and_swapped_storage(name):
+    """The fused path reuses its split of the tensors between steps; anything replaced must be picked up."""
+    shapes = [(100,)] * 40 + [(70000,), (3, 5)]
+    runs = []
+    for impl in ({"fused": True}, {"foreach": False}):
+        params = _params(torch.float32, shapes)
+        opt = _make(name, params, **impl)
+        for step in range(6):
+            gen = torch.Generator().manual_seed(step)
+            for p in params:  # new gradient tensors every step, as zero_grad(set_to_none=True) leaves them
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+            if step == 2:
+                opt.load_state_dict(opt.state_dict())  # new state tensors
+            if step == 3:
+                params[5].data = params[5].data.clone()  # new storage behind a parameter
+        runs.append([p.detach().clone() for p in params] + [t.clone() for p in params for t in opt.state[p].values()])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -29,7 +29,9 @@ import functools
 import os
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -249,13 +251,13 @@ def scalar_tensor(values: Sequence[float], like: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------- flat buffers
 def flatten(tensors: Sequence[Tensor]) -> Tensor:
-    """The elements of ``tensors`` (contiguous, one dtype and device) concatenated into a new 1-D tensor.
+    """The elements of contiguous ``tensors`` (one dtype and device) concatenated into a new 1-D tensor.
 
     Example:
         >>> flatten([torch.ones(2, 2), torch.zeros(1)])
         tensor([1., 1., 1., 1., 0.])
     """
-    return torch.cat([t.reshape(-1) for t in tensors])
+    return torch.cat([t.view(-1) for t in tensors])
 
 
 def unflatten_into(flat: Tensor, tensors: Sequence[Tensor]) -> None:
@@ -323,6 +325,96 @@ def _batches(
     return out
 
 
+@dataclass
+class _Plan:
+    """How one step splits its tensors: large ones, batches of small ones (with their state buffers), the rest."""
+
+    ids: tuple[int, ...]  # the parameters and state tensors the plan was made for
+    dtype: torch.dtype | None  # the one dtype of every tensor, None when they differ
+    large: list[int] = field(default_factory=list)
+    # (indices, flat state buffers by list position, sizes when every tensor is 1-D, else None)
+    batches: list[tuple[list[int], dict[int, Tensor], list[int] | None]] = field(default_factory=list)
+    eager: list[int] = field(default_factory=list)
+
+
+# id of the first state tensor of an optimizer's state list -> (a reference to it, the plan of its last step);
+# the entry goes when the tensor does
+_PLANS: dict[int, tuple[weakref.ref[Tensor], _Plan]] = {}
+
+
+def _stable_ids(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int]) -> tuple[int, ...]:
+    return tuple(id(t) for position in (0, *owned) for t in tensor_lists[position])
+
+
+def _uniform_dtype(tensor_lists: Sequence[Sequence[Tensor]]) -> torch.dtype | None:
+    """The dtype of every tensor when they share one the kernels take, all contiguous on one device; else None."""
+    dtypes = {t.dtype for tl in tensor_lists for t in tl}
+    if (
+        len(dtypes) == 1
+        and dtypes <= FUSED_DTYPES
+        and all(all(map(Tensor.is_contiguous, tl)) for tl in tensor_lists)
+        and len({t.device for t in tensor_lists[0]}) == 1
+    ):
+        return next(iter(dtypes))
+    return None
+
+
+def _make_plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int], dtype: torch.dtype | None) -> _Plan:
+    """Classify every index; move the small tensors' state into one flat buffer per batch."""
+    plan = _Plan(_stable_ids(tensor_lists, owned), dtype)
+    firsts = tensor_lists[0]
+    small: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for i, first in enumerate(firsts):
+        numel = first.numel()
+        if numel == 0:
+            continue
+        if dtype is None:  # the common case skips these per-tensor checks
+            tensors = [tl[i] for tl in tensor_lists]
+            if (
+                first.dtype not in FUSED_DTYPES
+                or not all(t.is_contiguous() for t in tensors)
+                or any(t.dtype != first.dtype or t.device != first.device for t in tensors)
+            ):
+                plan.eager.append(i)
+                continue
+        if numel >= SMALL_NUMEL:
+            plan.large.append(i)
+        else:
+            small.setdefault((first.dtype, first.device), []).append(i)
+    for _, indices in _batches(small, firsts):
+        if sum(firsts[i].numel() for i in indices) < 2:  # size 0/1 would need graphs of their own
+            plan.eager.extend(indices)
+            continue
+        buffers = {}
+        for position in owned:
+            members = [tensor_lists[position][i] for i in indices]
+            buffers[position] = _flat_alias(members)
+            if buffers[position] is None:
+                buffers[position] = _rehome(members)
+        flat = all(firsts[i].dim() == 1 for i in indices)
+        plan.batches.append((indices, buffers, [firsts[i].numel() for i in indices] if flat else None))
+    return plan
+
+
+def _plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int]) -> _Plan:
+    """The plan of the previous step when the same tensors come back (the usual case), else a new one."""
+    anchor = tensor_lists[owned[0]][0] if owned and tensor_lists[owned[0]] else None
+    entry = _PLANS.get(id(anchor)) if anchor is not None else None
+    cached = entry[1] if entry is not None and entry[0]() is anchor else None
+    if cached is not None and cached.dtype is not None and cached.ids == _stable_ids(tensor_lists, owned):
+        # parameters and state are the ones planned for: only the gradients are new
+        changing = [tl for position, tl in enumerate(tensor_lists) if position != 0 and position not in owned]
+        if all({t.dtype for t in tl} == {cached.dtype} and all(map(Tensor.is_contiguous, tl)) for tl in changing):
+            return cached
+    dtype = _uniform_dtype(tensor_lists)
+    plan = _make_plan(tensor_lists, owned, dtype)
+    if anchor is not None and dtype is not None:
+        if entry is None or entry[0]() is not anchor:
+            weakref.finalize(anchor, _PLANS.pop, id(anchor), None)
+        _PLANS[id(anchor)] = (weakref.ref(anchor), plan)
+    return plan
+
+
 def apply_fused(
     kernel: Callable[..., None],
     tensor_lists: Sequence[Sequence[Tensor]],
@@ -342,62 +434,42 @@ def apply_fused(
             a dtype without a kernel, or all of them when compiling fails).
         owned: Lists of optimizer state, which may be moved into flat buffers.
     """
-    eager: list[int] = []
-    small: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-    scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-    firsts = tensor_lists[0]
-    numels = [t.numel() for t in firsts]
-    dtypes = {t.dtype for tl in tensor_lists for t in tl}
-    uniform = (
-        len(dtypes) == 1
-        and dtypes <= FUSED_DTYPES
-        and all(all(map(Tensor.is_contiguous, tl)) for tl in tensor_lists)
-        and len({t.device for t in firsts}) == 1
-    )
-    for i, numel in enumerate(numels):
-        if numel == 0:
-            continue
-        if not uniform:  # the common case skips these per-tensor checks
-            tensors = [tl[i] for tl in tensor_lists]
-            dtype = firsts[i].dtype
-            if (
-                dtype not in FUSED_DTYPES
-                or not all(t.is_contiguous() for t in tensors)
-                or any(t.dtype != dtype or t.device != firsts[i].device for t in tensors)
-            ):
-                eager.append(i)
-                continue
-        key = (firsts[i].dtype, firsts[i].device)
-        if numel >= SMALL_NUMEL:
+    with torch.no_grad():
+        plan = _plan(tensor_lists, owned)
+        eager = list(plan.eager)
+        scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+        def scalars_for(like: Tensor) -> Tensor:
+            key = (like.dtype, like.device)
             if key not in scalars:
-                scalars[key] = make_scalars(firsts[i])
+                scalars[key] = make_scalars(like)
+            return scalars[key]
+
+        for i in plan.large:
             # 1-D aliases that are not views and do not require grad: one graph serves
             # these and the flat buffers of small tensors alike
-            if not _run_compiled(kernel, [_alias_1d(tl[i]) for tl in tensor_lists], scalars[key]):
+            flats = [_alias_1d(tl[i]) for tl in tensor_lists]
+            if not _run_compiled(kernel, flats, scalars_for(flats[0])):
                 eager.append(i)
-        else:
-            small.setdefault(key, []).append(i)
-    for key, indices in _batches(small, firsts):
-        if sum(numels[i] for i in indices) < 2:  # size 0/1 would need graphs of their own
-            eager.extend(indices)
-            continue
-        flats: list[Tensor] = []
-        copied: list[int] = []
-        for position, tl in enumerate(tensor_lists):
-            members = [tl[i] if position in owned else tl[i].detach() for i in indices]
-            flat = _flat_alias(members)
-            if flat is None:
-                flat = _rehome(members) if position in owned else flatten(members)
-                copied.append(position)
-            flats.append(flat)
-        if key not in scalars:
-            scalars[key] = make_scalars(flats[0])
-        if not _run_compiled(kernel, flats, scalars[key]):
-            eager.extend(indices)
-            continue
-        for w in written:
-            if w in copied and w not in owned:
-                unflatten_into(flats[w], [tensor_lists[w][i] for i in indices])
+        for indices, buffers, sizes in plan.batches:
+            flats = [
+                buffers[position]
+                if position in buffers
+                else torch.cat([tl[i] for i in indices])  # 1-D tensors need no views
+                if sizes is not None
+                else flatten([tl[i] for i in indices])
+                for position, tl in enumerate(tensor_lists)
+            ]
+            if not _run_compiled(kernel, flats, scalars_for(flats[0])):
+                eager.extend(indices)
+                continue
+            for w in written:
+                if w in buffers:
+                    continue
+                if sizes is not None:
+                    torch._foreach_copy_([tensor_lists[w][i] for i in indices], torch.split(flats[w], sizes))
+                else:
+                    unflatten_into(flats[w], [tensor_lists[w][i] for i in indices])
     if eager:
         fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
 
