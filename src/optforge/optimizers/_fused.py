@@ -274,9 +274,10 @@ def unflatten_into(flat: Tensor, tensors: Sequence[Tensor]) -> None:
     torch._foreach_copy_(list(tensors), [piece.view_as(t) for piece, t in zip(pieces, tensors)])
 
 
-def _alias_1d(t: Tensor) -> Tensor:
-    """A 1-D tensor over the elements of contiguous ``t``: not a view, never requiring grad."""
-    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
+def _alias_1d(t: Tensor, numel: int | None = None) -> Tensor:
+    """A 1-D tensor over the first ``numel`` (default all) elements of contiguous ``t``: not a view, no grad."""
+    count = t.numel() if numel is None else numel
+    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), (count,), (1,))
 
 
 def _flat_alias(tensors: Sequence[Tensor]) -> Tensor | None:
@@ -335,6 +336,21 @@ class _Plan:
     # (indices, flat state buffers by list position, sizes when every tensor is 1-D, else None)
     batches: list[tuple[list[int], dict[int, Tensor], list[int] | None]] = field(default_factory=list)
     eager: list[int] = field(default_factory=list)
+    # reused buffers that parameters and gradients of a batch are gathered into, by (list position, dtype, device)
+    workspace: dict[tuple[int, torch.dtype, torch.device], Tensor] = field(default_factory=dict)
+    capacity: int = 0  # elements of the largest batch
+
+    def gather(self, position: int, members: list[Tensor], flat_1d: bool) -> Tensor:
+        """``members`` concatenated into this plan's buffer for ``position`` (no allocation after the first step)."""
+        first = members[0]
+        key = (position, first.dtype, first.device)
+        numel = sum(t.numel() for t in members)
+        buffer = self.workspace.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self.workspace[key] = first.new_empty(max(numel, self.capacity))
+        out = _alias_1d(buffer, numel)
+        torch.cat(members if flat_1d else [t.view(-1) for t in members], out=out)
+        return out
 
 
 # id of the first state tensor of an optimizer's state list -> (a reference to it, the plan of its last step);
@@ -393,6 +409,7 @@ def _make_plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int], d
                 buffers[position] = _rehome(members)
         flat = all(firsts[i].dim() == 1 for i in indices)
         plan.batches.append((indices, buffers, [firsts[i].numel() for i in indices] if flat else None))
+        plan.capacity = max(plan.capacity, sum(firsts[i].numel() for i in indices))
     return plan
 
 
@@ -455,9 +472,7 @@ def apply_fused(
             flats = [
                 buffers[position]
                 if position in buffers
-                else torch.cat([tl[i] for i in indices])  # 1-D tensors need no views
-                if sizes is not None
-                else flatten([tl[i] for i in indices])
+                else plan.gather(position, [tl[i] for i in indices], sizes is not None)
                 for position, tl in enumerate(tensor_lists)
             ]
             if not _run_compiled(kernel, flats, scalars_for(flats[0])):
