@@ -262,3 +262,16 @@ def test_fused_path_survives_new_gradients_state_loads_and_swapped_storage(name)
         runs.append([p.detach().clone() for p in params] + [t.clone() for p in params for t in opt.state[p].values()])
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}])
+def test_eager_paths_in_pieces_are_bit_identical(name, impl, monkeypatch):
+    """Large tensors are updated in pieces (so temporaries stay small); the results must not change."""
+    from optforge.optimizers import _common
+
+    _, whole = _trajectory(name, torch.float32, steps=3, **impl)
+    monkeypatch.setattr(_common, "_piece_limit", lambda tensors: 1000)
+    assert len(_common.in_pieces([[torch.zeros(300, 300)]])[0]) == 90
+    _, pieces = _trajectory(name, torch.float32, steps=3, **impl)
+    assert all(torch.equal(a, b) for a, b in zip(whole, pieces))

@@ -27,7 +27,9 @@ __all__ = [
     "choose_path",
     "default_foreach",
     "foreach_scale_",
+    "in_pieces",
     "is_compiling",
+    "piece_groups",
 ]
 
 
@@ -135,6 +137,62 @@ def foreach_scale_(tensors: list[Tensor], factor: float) -> None:
         torch._foreach_mul_(tensors, torch.tensor(factor, dtype=torch.float64))
     else:
         torch._foreach_mul_(tensors, factor)
+
+
+def _piece_limit(tensors: list[Tensor]) -> int:
+    """Elements per piece: 1/64 of the tensors' total (so temporaries stay near 1.5% of it), within [2^14, 2^20]."""
+    return min(1 << 20, max(1 << 14, sum(t.numel() for t in tensors) // 64))
+
+
+def in_pieces(tensor_lists: list[list[Tensor]], limit: int | None = None) -> list[list[Tensor]]:
+    """``tensor_lists`` with each contiguous tensor above ``limit`` elements cut into 1-D views of at most that many.
+
+    Elementwise updates give the same results on the pieces, and their temporaries
+    stay the size of a piece instead of the largest tensor's. CPU tensors only: on
+    other devices the extra kernel launches would cost more than the memory.
+
+    Example:
+        >>> [t.shape for t in in_pieces([[torch.zeros(5, 4), torch.zeros(3)]], limit=8)[0]]
+        [torch.Size([8]), torch.Size([8]), torch.Size([4]), torch.Size([3])]
+    """
+    if is_compiling() or not tensor_lists[0] or tensor_lists[0][0].device.type != "cpu":
+        return tensor_lists
+    limit = _piece_limit(tensor_lists[0]) if limit is None else limit
+    if all(t.numel() <= limit for t in tensor_lists[0]):
+        return tensor_lists
+    out: list[list[Tensor]] = [[] for _ in tensor_lists]
+    for i, first in enumerate(tensor_lists[0]):
+        tensors = [tl[i] for tl in tensor_lists]
+        split = first.numel() > limit and all(t.is_contiguous() for t in tensors)
+        for pieces, t in zip(out, tensors):
+            if split:
+                pieces.extend(t.view(-1).split(limit))
+            else:
+                pieces.append(t)
+    return out
+
+
+def piece_groups(tensor_lists: list[list[Tensor]], limit: int | None = None) -> list[list[list[Tensor]]]:
+    """:func:`in_pieces`, then consecutive groups of at most ``limit`` elements, for the multi-tensor kernels.
+
+    Example:
+        >>> groups = piece_groups([[torch.zeros(6), torch.zeros(6), torch.zeros(3)]], limit=8)
+        >>> [[t.numel() for t in group[0]] for group in groups]
+        [[6], [6], [3]]
+    """
+    if is_compiling() or not tensor_lists[0] or tensor_lists[0][0].device.type != "cpu":
+        return [tensor_lists]
+    limit = _piece_limit(tensor_lists[0]) if limit is None else limit
+    lists = in_pieces(tensor_lists, limit)
+    groups: list[list[list[Tensor]]] = []
+    start, total = 0, 0
+    for i, t in enumerate(lists[0]):
+        if i > start and total + t.numel() > limit:
+            groups.append([tl[start:i] for tl in lists])
+            start, total = i, 0
+        total += t.numel()
+    groups.append([tl[start:] for tl in lists])
+    return groups
 
 
 def choose_path(

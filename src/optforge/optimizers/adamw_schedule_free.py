@@ -33,6 +33,8 @@ from optforge.optimizers._common import (
     check_steps,
     choose_path,
     foreach_scale_,
+    in_pieces,
+    piece_groups,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -245,7 +247,7 @@ def _single_tensor_adamw_schedule_free(
     maximize: bool,
 ) -> None:
     y_coef = lr * (beta1 * (1 - ckp1) - 1)
-    for y, grad, z, exp_avg_sq in zip(params, grads, zs, exp_avg_sqs):
+    for y, grad, z, exp_avg_sq in zip(*in_pieces([params, grads, zs, exp_avg_sqs])):
         if maximize:
             grad = torch.neg(grad)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -279,26 +281,27 @@ def _multi_tensor_adamw_schedule_free(
 ) -> None:
     y_coef = lr * (beta1 * (1 - ckp1) - 1)
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, zs, exp_avg_sqs])  # type: ignore[list-item]
-    for (ys, device_grads, device_zs, device_exp_avg_sqs), _ in grouped.values():
-        if maximize:
-            device_grads = torch._foreach_neg(device_grads)
-        foreach_scale_(device_exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(device_exp_avg_sqs, device_grads, device_grads, value=1 - beta2)
-        if adaptive:
-            denom = torch._foreach_div(device_exp_avg_sqs, bias_correction2)
-            torch._foreach_sqrt_(denom)
-            torch._foreach_add_(denom, eps)
-            directions = torch._foreach_div(device_grads, denom)
-            del denom
-            if weight_decay != 0:
-                torch._foreach_add_(directions, ys, alpha=weight_decay)
-        elif weight_decay != 0:
-            directions = torch._foreach_add(device_grads, ys, alpha=weight_decay)
-        else:
-            directions = device_grads
-        torch._foreach_lerp_(ys, device_zs, ckp1)
-        torch._foreach_add_(ys, directions, alpha=y_coef)
-        torch._foreach_sub_(device_zs, directions, alpha=lr)
+    for device_lists, _ in grouped.values():
+        for ys, device_grads, device_zs, device_exp_avg_sqs in piece_groups(device_lists):
+            if maximize:
+                device_grads = torch._foreach_neg(device_grads)
+            foreach_scale_(device_exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(device_exp_avg_sqs, device_grads, device_grads, value=1 - beta2)
+            if adaptive:
+                denom = torch._foreach_div(device_exp_avg_sqs, bias_correction2)
+                torch._foreach_sqrt_(denom)
+                torch._foreach_add_(denom, eps)
+                directions = torch._foreach_div(device_grads, denom)
+                del denom
+                if weight_decay != 0:
+                    torch._foreach_add_(directions, ys, alpha=weight_decay)
+            elif weight_decay != 0:
+                directions = torch._foreach_add(device_grads, ys, alpha=weight_decay)
+            else:
+                directions = device_grads
+            torch._foreach_lerp_(ys, device_zs, ckp1)
+            torch._foreach_add_(ys, directions, alpha=y_coef)
+            torch._foreach_sub_(device_zs, directions, alpha=lr)
 
 
 def _adam_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, exp_avg_sq: Tensor, s: Tensor) -> None:

@@ -31,6 +31,8 @@ from optforge.optimizers._common import (
     check_range,
     choose_path,
     foreach_scale_,
+    in_pieces,
+    piece_groups,
 )
 
 __all__ = ["Lion", "lion"]
@@ -189,7 +191,7 @@ def _single_tensor_lion(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    for param, grad, exp_avg in zip(params, grads, exp_avgs):
+    for param, grad, exp_avg in zip(*in_pieces([params, grads, exp_avgs])):
         if maximize:
             grad = torch.neg(grad)
         if weight_decay != 0:
@@ -211,17 +213,34 @@ def _multi_tensor_lion(
     maximize: bool,
 ) -> None:
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])  # type: ignore[list-item]
-    for (device_params, device_grads, device_exp_avgs), _ in grouped.values():
-        if maximize:
-            device_grads = torch._foreach_neg(device_grads)
-        if weight_decay != 0:
-            foreach_scale_(device_params, 1 - lr * weight_decay)
-        updates = torch._foreach_mul(device_exp_avgs, beta1)
-        torch._foreach_add_(updates, device_grads, alpha=1 - beta1)
-        torch._foreach_sign_(updates)
-        torch._foreach_add_(device_params, updates, alpha=-lr)
-        foreach_scale_(device_exp_avgs, beta2)
-        torch._foreach_add_(device_exp_avgs, device_grads, alpha=1 - beta2)
+    for (all_params, all_grads, all_exp_avgs), _ in grouped.values():
+        for device_params, device_grads, device_exp_avgs in piece_groups([all_params, all_grads, all_exp_avgs]):
+            _multi_tensor_lion_group(
+                device_params, device_grads, device_exp_avgs, lr, beta1, beta2, weight_decay, maximize
+            )
+
+
+def _multi_tensor_lion_group(
+    device_params: list[Tensor],
+    device_grads: list[Tensor],
+    device_exp_avgs: list[Tensor],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One multi-tensor Lion update over tensors of one device and dtype."""
+    if maximize:
+        device_grads = torch._foreach_neg(device_grads)
+    if weight_decay != 0:
+        foreach_scale_(device_params, 1 - lr * weight_decay)
+    updates = torch._foreach_mul(device_exp_avgs, beta1)
+    torch._foreach_add_(updates, device_grads, alpha=1 - beta1)
+    torch._foreach_sign_(updates)
+    torch._foreach_add_(device_params, updates, alpha=-lr)
+    foreach_scale_(device_exp_avgs, beta2)
+    torch._foreach_add_(device_exp_avgs, device_grads, alpha=1 - beta2)
 
 
 def _lion_kernel(param: Tensor, grad: Tensor, exp_avg: Tensor, s: Tensor) -> None:

@@ -30,6 +30,8 @@ from optforge.optimizers._common import (
     check_range,
     check_steps,
     choose_path,
+    in_pieces,
+    piece_groups,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -187,7 +189,7 @@ def _single_tensor_sgd_schedule_free(
     maximize: bool,
 ) -> None:
     y_coef = lr * (momentum * (1 - ckp1) - 1)
-    for y, grad, z in zip(params, grads, zs):
+    for y, grad, z in zip(*in_pieces([params, grads, zs])):
         if maximize:
             grad = torch.neg(grad)
             if weight_decay != 0:
@@ -212,16 +214,17 @@ def _multi_tensor_sgd_schedule_free(
 ) -> None:
     y_coef = lr * (momentum * (1 - ckp1) - 1)
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, zs])  # type: ignore[list-item]
-    for (ys, device_grads, device_zs), _ in grouped.values():
-        if maximize:
-            device_grads = torch._foreach_neg(device_grads)
-            if weight_decay != 0:
-                torch._foreach_add_(device_grads, ys, alpha=weight_decay)
-        elif weight_decay != 0:
-            device_grads = torch._foreach_add(device_grads, ys, alpha=weight_decay)
-        torch._foreach_lerp_(ys, device_zs, ckp1)
-        torch._foreach_add_(ys, device_grads, alpha=y_coef)
-        torch._foreach_sub_(device_zs, device_grads, alpha=lr)
+    for device_lists, _ in grouped.values():
+        for ys, device_grads, device_zs in piece_groups(device_lists):
+            if maximize:
+                device_grads = torch._foreach_neg(device_grads)
+                if weight_decay != 0:
+                    torch._foreach_add_(device_grads, ys, alpha=weight_decay)
+            elif weight_decay != 0:
+                device_grads = torch._foreach_add(device_grads, ys, alpha=weight_decay)
+            torch._foreach_lerp_(ys, device_zs, ckp1)
+            torch._foreach_add_(ys, device_grads, alpha=y_coef)
+            torch._foreach_sub_(device_zs, device_grads, alpha=lr)
 
 
 def _sgd_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, s: Tensor) -> None:
