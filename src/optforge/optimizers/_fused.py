@@ -7,11 +7,13 @@ dynamic, so every 1-D size shares one graph) and calls it on
 
 * each large contiguous tensor, flattened, so the update reads and writes
   every element once, near memory bandwidth;
-* all small tensors of one dtype at once, because per-call overhead, not
+* batches of small tensors of one dtype, because per-call overhead, not
   bandwidth, bounds small tensors. Parameters and gradients are gathered into
-  flat buffers (:func:`flatten`, and parameters written back); the optimizer's
-  own state tensors are re-homed once into one flat buffer (``Tensor.set_``, so
-  the tensors in ``optimizer.state`` stay the same objects) and updated in place.
+  buffers allocated once (and parameters written back); the optimizer's own
+  state tensors are re-homed once into one flat buffer per batch
+  (``Tensor.set_``, so the tensors in ``optimizer.state`` stay the same objects)
+  and updated in place. This split is planned once and reused while the same
+  parameter and state tensors come back.
 
 Hyperparameters travel in the ``scalars`` tensor, so a new learning rate never
 triggers a recompile. Tensors the kernel cannot take (non-contiguous, a dtype
@@ -52,7 +54,7 @@ __all__ = [
 
 # Tensors below this many elements are grouped into flat buffers...
 SMALL_NUMEL = 1 << 16
-# ...of at most this many elements, which bounds the temporary memory and keeps
+# ...of at most this many elements, which bounds the gather buffers and keeps
 # each batch in cache between gathering it and updating it.
 BATCH_NUMEL = 1 << 17
 # With no flag set, the fused path is chosen for at least this many elements of
