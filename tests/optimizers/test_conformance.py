@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from optforge.errors import ConfigError
 from optforge.optimizers import (
     AdamWScheduleFree,
     Lion,
@@ -182,6 +183,35 @@ def test_lr_change_takes_effect_next_step(name, impl):
         before = snapshot(params)
         run(opt, params, range(4, 5))
         assert all(torch.equal(b, p) for b, p in zip(before, params))
+
+
+@pytest.mark.parametrize(("name", "impl"), CASES)
+def test_one_element_tensor_lr_steps_like_a_float_lr(name, impl):
+    results = []
+    for lr in (0.05, torch.tensor([0.05]), torch.tensor(0.05)):
+        params = new_params()
+        opt = make(name, impl, params)
+        for group in opt.param_groups:
+            group["lr"] = lr.clone() if torch.is_tensor(lr) else lr
+        run(opt, params, range(3))
+        results.append(snapshot(params))
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+@pytest.mark.parametrize("name", [n for n in FACTORIES if n != "ScheduleFreeWrapper"])
+def test_constructors_take_a_one_element_tensor_lr(name):
+    cls = {"Lion": Lion, "AdamWScheduleFree": AdamWScheduleFree, "SGDScheduleFree": SGDScheduleFree}.get(
+        name, RAdamScheduleFree
+    )
+    params = new_params()
+    opt = cls(params, lr=torch.tensor([0.01]))
+    if isinstance(opt, ScheduleFreeOptimizer):
+        opt.train()
+    run(opt, params, range(2))
+    assert all(torch.isfinite(p).all() for p in params)
+    with pytest.raises(ConfigError, match="1-element tensor"):
+        cls(params, lr=torch.tensor([0.01, 0.02]))
 
 
 @pytest.mark.parametrize(("name", "impl"), CASES)

@@ -59,6 +59,15 @@ def test_matches_lion_pytorch_in_float32(impl):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}])
+def test_matches_lion_pytorch_exactly_in_reduced_precision(impl, dtype):
+    expected = _trajectory(_reference, dtype, steps=50)
+    got = _trajectory(lambda g: Lion(g, lr=1e-3, weight_decay=0.1, **impl), dtype, steps=50)
+    for e, g in zip(expected, got):
+        assert torch.equal(e, g)
+
+
 def test_fused_matches_loop_on_large_and_grouped_tensors():
     gen = torch.Generator().manual_seed(1)
     # one tensor above the grouping threshold; small ones filling more than one flat batch

@@ -288,6 +288,15 @@ def test_invalid_hyperparameters(cls, kwargs, path):
     assert isinstance(info.value, ValueError)
 
 
+def test_wrapper_settings_are_keyword_only():
+    """schedulefree's positional order differs: a positional call must not silently swap settings."""
+    base = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(TypeError):
+        ScheduleFreeWrapper(base, 0.01, 0.95)  # type: ignore[misc]
+    opt = ScheduleFreeWrapper(base, weight_decay_at_y=0.01, momentum=0.95)
+    assert (opt.param_groups[0]["sf_momentum"], opt.param_groups[0]["sf_weight_decay_at_y"]) == (0.95, 0.01)
+
+
 def test_wrapper_invalid_momentum():
     with pytest.raises(ConfigError, match=r"momentum: must be in \(0.0, 1.0\)"):
         ScheduleFreeWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), momentum=1.0)

@@ -9,10 +9,13 @@ Example:
     >>> with opt.eval_mode():    # parameters hold the average x
     ...     opt.training
     False
+    >>> opt.step_path.name       # which implementation steps take (see StepPath)
+    'single'
 """
 
 from __future__ import annotations
 
+from optforge.optimizers._fused import StepPath
 from optforge.optimizers.adamw_schedule_free import AdamWScheduleFree, adamw_schedule_free
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.optimizers.lion import Lion, lion
@@ -29,6 +32,7 @@ __all__ = [
     "SGDScheduleFree",
     "ScheduleFreeOptimizer",
     "ScheduleFreeWrapper",
+    "StepPath",
     "adamw_schedule_free",
     "eval_mode",
     "lion",

@@ -12,16 +12,24 @@ from torch import Tensor
 from torch.optim.optimizer import _default_to_fused_or_foreach
 
 from optforge.errors import ConfigError
+from optforge.optimizers import _fused
+from optforge.optimizers._fused import StepPath
 
 __all__ = [
+    "StepPathChoice",
     "as_real",
     "check_betas",
     "check_flags",
     "check_grad",
+    "check_lr",
     "check_range",
     "check_steps",
+    "choose_path",
     "default_foreach",
+    "foreach_scale_",
+    "in_pieces",
     "is_compiling",
+    "piece_groups",
 ]
 
 
@@ -42,6 +50,24 @@ def check_range(
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         raise ConfigError(f"must be in {interval}, got {value!r}", path=path)
+
+
+def check_lr(lr: Any) -> None:
+    """Raise ``ConfigError`` unless ``lr`` is a finite number >= 0 or a 1-element tensor holding one.
+
+    Example:
+        >>> check_lr(torch.tensor([1e-3]))
+        >>> check_lr(torch.tensor([1e-3, 1e-4]))
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: lr: must be a number or a 1-element tensor, got a tensor of 2 elements
+    """
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            message = f"must be a number or a 1-element tensor, got a tensor of {lr.numel()} elements"
+            raise ConfigError(message, path="lr")
+        lr = lr.item()
+    check_range(lr, "lr", 0.0)
 
 
 def check_betas(betas: Any, *, beta1_low_open: bool = False) -> tuple[float, float]:
@@ -94,6 +120,81 @@ def check_grad(optimizer_name: str, grad: Tensor) -> None:
         )
 
 
+def foreach_scale_(tensors: list[Tensor], factor: float) -> None:
+    """``torch._foreach_mul_(tensors, factor)``, rounded as ``Tensor.mul_`` rounds (one device and dtype).
+
+    On CPU, the in-place foreach product rounds a Python scalar to a bfloat16 or
+    float16 tensor's dtype first, unlike ``Tensor.mul_``; a 0-d float64 tensor
+    factor is applied at full precision, as ``mul_`` does.
+
+    Example:
+        >>> t = [torch.tensor([1.0], dtype=torch.bfloat16)]
+        >>> foreach_scale_(t, 0.9)
+        >>> torch.equal(t[0], torch.tensor([1.0], dtype=torch.bfloat16).mul_(0.9))
+        True
+    """
+    if tensors and tensors[0].device.type == "cpu" and tensors[0].dtype in (torch.bfloat16, torch.float16):
+        torch._foreach_mul_(tensors, torch.tensor(factor, dtype=torch.float64))
+    else:
+        torch._foreach_mul_(tensors, factor)
+
+
+def _piece_limit(tensors: list[Tensor]) -> int:
+    """Elements per piece: 1/64 of the tensors' total (so temporaries stay near 1.5% of it), within [2^14, 2^20]."""
+    return min(1 << 20, max(1 << 14, sum(t.numel() for t in tensors) // 64))
+
+
+def in_pieces(tensor_lists: list[list[Tensor]], limit: int | None = None) -> list[list[Tensor]]:
+    """``tensor_lists`` with each contiguous tensor above ``limit`` elements cut into 1-D views of at most that many.
+
+    Elementwise updates give the same results on the pieces, and their temporaries
+    stay the size of a piece instead of the largest tensor's. CPU tensors only: on
+    other devices the extra kernel launches would cost more than the memory.
+
+    Example:
+        >>> [t.shape for t in in_pieces([[torch.zeros(5, 4), torch.zeros(3)]], limit=8)[0]]
+        [torch.Size([8]), torch.Size([8]), torch.Size([4]), torch.Size([3])]
+    """
+    if is_compiling() or not tensor_lists[0] or tensor_lists[0][0].device.type != "cpu":
+        return tensor_lists
+    limit = _piece_limit(tensor_lists[0]) if limit is None else limit
+    if all(t.numel() <= limit for t in tensor_lists[0]):
+        return tensor_lists
+    out: list[list[Tensor]] = [[] for _ in tensor_lists]
+    for i, first in enumerate(tensor_lists[0]):
+        tensors = [tl[i] for tl in tensor_lists]
+        split = first.numel() > limit and all(t.is_contiguous() for t in tensors)
+        for pieces, t in zip(out, tensors):
+            if split:
+                pieces.extend(t.view(-1).split(limit))
+            else:
+                pieces.append(t)
+    return out
+
+
+def piece_groups(tensor_lists: list[list[Tensor]], limit: int | None = None) -> list[list[list[Tensor]]]:
+    """:func:`in_pieces`, then consecutive groups of at most ``limit`` elements, for the multi-tensor kernels.
+
+    Example:
+        >>> groups = piece_groups([[torch.zeros(6), torch.zeros(6), torch.zeros(3)]], limit=8)
+        >>> [[t.numel() for t in group[0]] for group in groups]
+        [[6], [6], [3]]
+    """
+    if is_compiling() or not tensor_lists[0] or tensor_lists[0][0].device.type != "cpu":
+        return [tensor_lists]
+    limit = _piece_limit(tensor_lists[0]) if limit is None else limit
+    lists = in_pieces(tensor_lists, limit)
+    groups: list[list[list[Tensor]]] = []
+    start, total = 0, 0
+    for i, t in enumerate(lists[0]):
+        if i > start and total + t.numel() > limit:
+            groups.append([tl[start:i] for tl in lists])
+            start, total = i, 0
+        total += t.numel()
+    groups.append([tl[start:] for tl in lists])
+    return groups
+
+
 def choose_path(
     params: list[Tensor],
     foreach: bool | None,
@@ -103,16 +204,43 @@ def choose_path(
     multi: Callable[..., None],
     fused_path: Callable[..., None],
 ) -> Callable[..., None]:
-    """The implementation to run, torch.optim's way.
+    """The implementation :func:`optforge.optimizers._fused.select_path` picks for ``params``."""
+    default = "foreach" if foreach is None and default_foreach(params) else "single"
+    name = _fused.select_path(params, foreach, fused, default).name
+    return fused_path if name == "fused" else multi if name == "foreach" else single
 
-    ``fused`` wins (except inside a compiled graph, where the multi-tensor code
-    is traced instead); then ``foreach``; with neither set, foreach where torch
-    would default to it.
+
+class StepPathChoice:
+    """Mixin for optforge's optimizers: the implementation each step uses, chosen once per param group.
+
+    ``optimizer.step_path`` is a :class:`~optforge.optimizers._fused.StepPath`
+    ``(name, reason)``: ``"fused"``, ``"foreach"`` or ``"single"`` (``"mixed"``
+    when param groups differ), for a step in which every parameter has a gradient.
     """
-    if fused is None and foreach is None:
-        foreach = default_foreach(params)
-    if fused and not is_compiling():
-        return fused_path
-    if foreach or fused:
-        return multi
-    return single
+
+    param_groups: list[dict[str, Any]]
+
+    @property
+    def step_path(self) -> StepPath:
+        """The implementation a step uses, and why (see :func:`~optforge.optimizers._fused.select_path`)."""
+        return _fused.combine([self._group_path(group, list(group["params"])) for group in self.param_groups])
+
+    def _group_path(self, group: dict[str, Any], params: list[Tensor]) -> StepPath:
+        """The path for ``params`` of ``group``; cached until the tensors or flags change."""
+        foreach, fused = group["foreach"], group["fused"]
+        if is_compiling():
+            return _fused.select_path(params, foreach, fused, "foreach")
+        cache: dict[int, tuple[Any, ...]] = self.__dict__.setdefault("_step_paths", {})
+        key = (foreach, fused, len(_fused._FAILED), tuple(map(id, params)))
+        hit = cache.get(id(group))
+        if hit is not None and hit[0] is group and hit[1] == key:
+            return hit[2]
+        default = "foreach" if foreach is None and default_foreach(params) else "single"
+        path = _fused.select_path(params, foreach, fused, default)
+        cache[id(group)] = (group, key, path)
+        return path
+
+    def _step_flags(self, group: dict[str, Any], params: list[Tensor]) -> dict[str, bool]:
+        """``foreach`` / ``fused`` keyword arguments that run the chosen path in the functional API."""
+        name = self._group_path(group, params).name
+        return {"foreach": name == "foreach", "fused": name == "fused"}

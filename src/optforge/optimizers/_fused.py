@@ -1,54 +1,285 @@
-"""Single-pass ("fused") elementwise updates built with ``torch.compile``.
+"""Single-pass ("fused") elementwise updates built with ``torch.compile``, and when to use them.
 
 Each optimizer writes its whole update for one tensor as one elementwise
 function ``kernel(*tensors, scalars)`` that assigns its results with ``copy_``.
-:func:`apply_fused` compiles it once per dtype (shapes are dynamic, so every
-1-D size shares one graph) and calls it on
+:func:`apply_fused` compiles it once per dtype and device type (shapes are
+dynamic, so every 1-D size shares one graph) and calls it on
 
 * each large contiguous tensor, flattened, so the update reads and writes
   every element once, near memory bandwidth;
-* all small tensors of one dtype at once, because per-call overhead, not
-  bandwidth, bounds small tensors. Parameters and gradients are concatenated
-  into flat buffers (and parameters copied back); the optimizer's own state
-  tensors are re-homed once into one flat buffer (``Tensor.set_``, so the
-  tensors in ``optimizer.state`` stay the same objects) and updated in place.
+* batches of small tensors of one dtype, because per-call overhead, not
+  bandwidth, bounds small tensors. Parameters and gradients are gathered into
+  buffers allocated once (and parameters written back); the optimizer's own
+  state tensors are re-homed once into one flat buffer per batch
+  (``Tensor.set_``, so the tensors in ``optimizer.state`` stay the same objects)
+  and updated in place. This split is planned once and reused while the same
+  parameter and state tensors come back.
 
 Hyperparameters travel in the ``scalars`` tensor, so a new learning rate never
-triggers a recompile. Non-contiguous tensors go through an eager fallback.
+triggers a recompile. Tensors the kernel cannot take (non-contiguous, a dtype
+without a kernel) go through the eager single-tensor update, and so does
+everything when compiling fails.
+
+:func:`select_path` decides which implementation a step uses; with no flag set
+it picks the fused one where a compiler works and the tensors are large enough
+to repay the compilation (:data:`AUTO_FUSED_MIN_NUMEL`).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import types
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch._C._nn import flatten_dense_tensors as _flatten_dense_tensors
-from torch._C._nn import unflatten_dense_tensors as _unflatten_dense_tensors
 
-__all__ = ["SMALL_NUMEL", "apply_fused", "scalar_tensor"]
+__all__ = [
+    "AUTO_FUSED_DTYPES",
+    "AUTO_FUSED_MIN_NUMEL",
+    "FUSED_DTYPES",
+    "SMALL_NUMEL",
+    "StepPath",
+    "apply_fused",
+    "compile_problem",
+    "flatten",
+    "scalar_tensor",
+    "select_path",
+]
 
 # Tensors below this many elements are grouped into flat buffers...
 SMALL_NUMEL = 1 << 16
-# ...of at most this many elements, which bounds the temporary memory and keeps
+# ...of at most this many elements, which bounds the gather buffers and keeps
 # each batch in cache between gathering it and updating it.
-BATCH_NUMEL = 1 << 18
+BATCH_NUMEL = 1 << 17
+# With no flag set, the fused path is chosen for at least this many elements of
+# one param group: compiling costs seconds once per process (less with a warm
+# inductor cache), which a step over 4M elements repays within a few thousand
+# steps on a CPU, and at once on larger models.
+AUTO_FUSED_MIN_NUMEL = 1 << 22
+#: Dtypes the compiled kernels are built for.
+FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+#: Dtypes for which the fused path is chosen automatically. Its results agree
+#: with the eager paths' within rounding, not bit for bit, so float64, used where
+#: exact reproduction matters, keeps the eager path unless ``fused=True``.
+AUTO_FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32})
+# Device types with a torch.compile code generator.
+_DEVICE_TYPES = ("cpu", "cuda")
 
-_COMPILED: dict[Callable[..., None], Callable[..., None]] = {}
+
+class StepPath(NamedTuple):
+    """Which implementation an optimizer step uses, and why.
+
+    ``name`` is ``"fused"`` (one compiled pass per tensor or batch of small
+    tensors), ``"foreach"`` (torch's multi-tensor kernels) or ``"single"`` (a
+    loop of per-tensor operations); ``"mixed"`` when param groups differ.
+    """
+
+    name: str
+    reason: str
 
 
-def _compiled(kernel: Callable[..., None]) -> Callable[..., None]:
-    fn = _COMPILED.get(kernel)
+# ---------------------------------------------------------------- choosing the path
+# Device type -> why compiling failed in this process; the fused path is not used again there.
+_FAILED: dict[str, str] = {}
+
+
+@functools.lru_cache(maxsize=8)
+def _cpu_compiler_problem(cxx: object) -> str | None:
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as error:  # inductor raises its own InvalidCxxCompiler, among others
+        return f"no working C++ compiler for torch.compile ({type(error).__name__}; searched {cxx!r})"
+    return None
+
+
+def compile_problem(device_type: str) -> str | None:
+    """Why fused kernels cannot be compiled for ``device_type`` in this process, or ``None``.
+
+    Example:
+        >>> compile_problem("mps")
+        "no fused kernels for device type 'mps'"
+    """
+    if device_type not in _DEVICE_TYPES:
+        return f"no fused kernels for device type {device_type!r}"
+    if device_type in _FAILED:
+        return _FAILED[device_type]
+    if os.environ.get("TORCH_COMPILE_DISABLE", "0") == "1":
+        return "torch.compile is disabled (TORCH_COMPILE_DISABLE=1)"
+    import torch._dynamo
+
+    if torch._dynamo.config.disable:
+        return "torch.compile is disabled (torch._dynamo.config.disable)"
+    if not torch._dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python or platform"
+    if device_type == "cpu":
+        import torch._inductor.config
+
+        return _cpu_compiler_problem(repr(torch._inductor.config.cpp.cxx))
+    from torch.utils._triton import has_triton
+
+    return None if has_triton() else "Triton, which torch.compile needs for CUDA, is not installed"
+
+
+def _unsuitable(params: Sequence[Tensor]) -> str | None:
+    """Why ``params`` should not take the fused path automatically, or ``None``."""
+    if not params:
+        return "no parameters"
+    device_types = set()
+    numel = 0
+    for p in params:
+        if p.is_complex():
+            return "complex parameters"
+        if p.layout != torch.strided:
+            return f"{p.layout} parameters"
+        if p.dtype not in AUTO_FUSED_DTYPES:
+            return f"{str(p.dtype).removeprefix('torch.')} parameters"
+        device_types.add(p.device.type)
+        if p.is_contiguous():
+            numel += p.numel()
+    if "meta" in device_types:
+        return "meta tensors"
+    if numel < AUTO_FUSED_MIN_NUMEL:
+        return f"{numel:,} elements, fewer than the {AUTO_FUSED_MIN_NUMEL:,} that repay compiling"
+    for device_type in sorted(device_types):
+        problem = compile_problem(device_type)
+        if problem is not None:
+            return problem
+    return None
+
+
+def select_path(params: Sequence[Tensor], foreach: bool | None, fused: bool | None, default: str) -> StepPath:
+    """The implementation a step over ``params`` uses, given the ``foreach`` / ``fused`` flags.
+
+    An explicit flag wins (``fused=True`` falls back to the multi-tensor code
+    inside a ``torch.compile`` graph, which traces it instead). With neither
+    flag set: the fused path when :func:`compile_problem` finds nothing in the
+    way and the group has at least :data:`AUTO_FUSED_MIN_NUMEL` contiguous
+    elements, all of them float32, bfloat16 or float16, else ``default`` (``"foreach"`` or ``"single"``,
+    torch.optim's choice for the device).
+
+    Example:
+        >>> select_path([torch.zeros(3)], None, None, "single")
+        StepPath(name='single', reason='automatic: 3 elements, fewer than the 4,194,304 that repay compiling')
+        >>> select_path([torch.zeros(3)], None, False, "single").reason
+        'fused=False'
+    """
+    compiling = bool(torch.compiler.is_compiling())
+    if fused:
+        if compiling:
+            return StepPath("foreach", "fused=True inside torch.compile: the multi-tensor code is traced")
+        return StepPath("fused", "fused=True")
+    if foreach is not None:
+        return StepPath("foreach" if foreach else "single", f"foreach={foreach}")
+    if fused is not None:
+        return StepPath(default, "fused=False")
+    if compiling:
+        return StepPath("foreach", "automatic: inside torch.compile the multi-tensor code is traced")
+    problem = _unsuitable(params)
+    if problem is not None:
+        return StepPath(default, f"automatic: {problem}")
+    numel = sum(p.numel() for p in params)
+    return StepPath("fused", f"automatic: {numel:,} elements and a working torch.compile")
+
+
+def combine(paths: Sequence[StepPath]) -> StepPath:
+    """One :class:`StepPath` for several param groups (``"mixed"`` when they differ).
+
+    Example:
+        >>> combine([StepPath("fused", "fused=True"), StepPath("single", "foreach=False")]).name
+        'mixed'
+    """
+    if not paths:
+        return StepPath("single", "no param groups")
+    if len(set(paths)) == 1:
+        return paths[0]
+    if len({path.name for path in paths}) == 1:
+        return StepPath(paths[0].name, "; ".join(f"group {i}: {p.reason}" for i, p in enumerate(paths)))
+    return StepPath("mixed", "; ".join(f"group {i}: {p.name} ({p.reason})" for i, p in enumerate(paths)))
+
+
+# ---------------------------------------------------------------- compiling
+_COMPILED: dict[tuple[Callable[..., None], torch.dtype, str], Callable[..., None]] = {}
+
+
+def _compiled(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Callable[..., None]:
+    """``kernel`` compiled for one dtype and device type.
+
+    Each gets a code object of its own, so torch.compile's recompile limit,
+    which counts graphs per code object, never trips however many dtypes,
+    devices and optimizers a process uses.
+    """
+    key = (kernel, dtype, device_type)
+    fn = _COMPILED.get(key)
     if fn is None:
-        fn = torch.compile(kernel, dynamic=True, fullgraph=True)
-        _COMPILED[kernel] = fn
+        name = f"{kernel.__name__}_{str(dtype).removeprefix('torch.')}_{device_type}"
+        code = kernel.__code__.replace(co_name=name, co_qualname=name)
+        clone = types.FunctionType(code, kernel.__globals__, name, kernel.__defaults__, kernel.__closure__)
+        fn = _COMPILED[key] = torch.compile(clone, dynamic=True, fullgraph=True)
     return fn
+
+
+def _run_compiled(kernel: Callable[..., None], flats: Sequence[Tensor], scalars: Tensor) -> bool:
+    """Run the compiled ``kernel``; ``False`` (and the fused path off for the device) if compiling fails."""
+    device_type = flats[0].device.type
+    if device_type in _FAILED:
+        return False
+    try:
+        _compiled(kernel, flats[0].dtype, device_type)(*flats, scalars)
+    except Exception as error:  # a compiler or backend failure happens before any tensor is written
+        _FAILED[device_type] = f"compiling failed in this process ({type(error).__name__})"
+        warnings.warn(
+            f"optforge: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); "
+            f"the optimizers use their eager implementations on {device_type} from now on",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return False
+    return True
 
 
 def scalar_tensor(values: Sequence[float], like: Tensor) -> Tensor:
     """Hyperparameters as one tensor: float64 for float64 tensors, else float32 (the CPU opmath type)."""
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
     return torch.tensor(list(values), dtype=dtype, device=like.device)
+
+
+# ---------------------------------------------------------------- flat buffers
+def flatten(tensors: Sequence[Tensor]) -> Tensor:
+    """The elements of contiguous ``tensors`` (one dtype and device) concatenated into a new 1-D tensor.
+
+    Example:
+        >>> flatten([torch.ones(2, 2), torch.zeros(1)])
+        tensor([1., 1., 1., 1., 0.])
+    """
+    return torch.cat([t.view(-1) for t in tensors])
+
+
+def unflatten_into(flat: Tensor, tensors: Sequence[Tensor]) -> None:
+    """Copy consecutive pieces of ``flat`` back into ``tensors`` (the inverse of :func:`flatten`).
+
+    Example:
+        >>> a, b = torch.zeros(2, 2), torch.zeros(1)
+        >>> unflatten_into(torch.arange(5.0), [a, b])
+        >>> a, b
+        (tensor([[0., 1.],
+                [2., 3.]]), tensor([4.]))
+    """
+    pieces = torch.split(flat, [t.numel() for t in tensors])
+    torch._foreach_copy_(list(tensors), [piece.view_as(t) for piece, t in zip(pieces, tensors)])
+
+
+def _alias_1d(t: Tensor, numel: int | None = None) -> Tensor:
+    """A 1-D tensor over the first ``numel`` (default all) elements of contiguous ``t``: not a view, no grad."""
+    count = t.numel() if numel is None else numel
+    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), (count,), (1,))
 
 
 def _flat_alias(tensors: Sequence[Tensor]) -> Tensor | None:
@@ -58,19 +289,19 @@ def _flat_alias(tensors: Sequence[Tensor]) -> Tensor | None:
     size = first.element_size()
     expected = first.data_ptr()
     for t in tensors:
-        if t.data_ptr() != expected:
+        if t.data_ptr() != expected or t.untyped_storage().data_ptr() != storage.data_ptr():
             return None
         expected += t.numel() * size
     start = first.storage_offset()
-    if (start + (expected - first.data_ptr()) // size) * size > storage.nbytes():
+    count = (expected - first.data_ptr()) // size
+    if (start + count) * size > storage.nbytes():
         return None
-    flat = first.new_empty(0)
-    return flat.set_(storage, start, ((expected - first.data_ptr()) // size,), (1,))
+    return first.new_empty(0).set_(storage, start, (count,), (1,))
 
 
 def _rehome(tensors: Sequence[Tensor]) -> Tensor:
     """Move ``tensors`` into one new flat buffer, keeping the tensor objects; return the buffer."""
-    flat = _flatten_dense_tensors(list(tensors))
+    flat = flatten(tensors)
     storage, offset = flat.untyped_storage(), 0
     for t in tensors:
         t.set_(storage, offset, t.size(), t.stride())
@@ -97,6 +328,112 @@ def _batches(
     return out
 
 
+@dataclass
+class _Plan:
+    """How one step splits its tensors: large ones, batches of small ones (with their state buffers), the rest."""
+
+    ids: tuple[int, ...]  # the parameters and state tensors the plan was made for
+    dtype: torch.dtype | None  # the one dtype of every tensor, None when they differ
+    large: list[int] = field(default_factory=list)
+    # (indices, flat state buffers by list position, sizes when every tensor is 1-D, else None)
+    batches: list[tuple[list[int], dict[int, Tensor], list[int] | None]] = field(default_factory=list)
+    eager: list[int] = field(default_factory=list)
+    # reused buffers that parameters and gradients of a batch are gathered into, by (list position, dtype, device)
+    workspace: dict[tuple[int, torch.dtype, torch.device], Tensor] = field(default_factory=dict)
+    capacity: int = 0  # elements of the largest batch
+
+    def gather(self, position: int, members: list[Tensor], flat_1d: bool) -> Tensor:
+        """``members`` concatenated into this plan's buffer for ``position`` (no allocation after the first step)."""
+        first = members[0]
+        key = (position, first.dtype, first.device)
+        numel = sum(t.numel() for t in members)
+        buffer = self.workspace.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self.workspace[key] = first.new_empty(max(numel, self.capacity))
+        out = _alias_1d(buffer, numel)
+        torch.cat(members if flat_1d else [t.view(-1) for t in members], out=out)
+        return out
+
+
+# id of the first state tensor of an optimizer's state list -> (a reference to it, the plan of its last step);
+# the entry goes when the tensor does
+_PLANS: dict[int, tuple[weakref.ref[Tensor], _Plan]] = {}
+
+
+def _stable_ids(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int]) -> tuple[int, ...]:
+    return tuple(id(t) for position in (0, *owned) for t in tensor_lists[position])
+
+
+def _uniform_dtype(tensor_lists: Sequence[Sequence[Tensor]]) -> torch.dtype | None:
+    """The dtype of every tensor when they share one the kernels take, all contiguous on one device; else None."""
+    dtypes = {t.dtype for tl in tensor_lists for t in tl}
+    if (
+        len(dtypes) == 1
+        and dtypes <= FUSED_DTYPES
+        and all(all(map(Tensor.is_contiguous, tl)) for tl in tensor_lists)
+        and len({t.device for t in tensor_lists[0]}) == 1
+    ):
+        return next(iter(dtypes))
+    return None
+
+
+def _make_plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int], dtype: torch.dtype | None) -> _Plan:
+    """Classify every index; move the small tensors' state into one flat buffer per batch."""
+    plan = _Plan(_stable_ids(tensor_lists, owned), dtype)
+    firsts = tensor_lists[0]
+    small: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for i, first in enumerate(firsts):
+        numel = first.numel()
+        if numel == 0:
+            continue
+        if dtype is None:  # the common case skips these per-tensor checks
+            tensors = [tl[i] for tl in tensor_lists]
+            if (
+                first.dtype not in FUSED_DTYPES
+                or not all(t.is_contiguous() for t in tensors)
+                or any(t.dtype != first.dtype or t.device != first.device for t in tensors)
+            ):
+                plan.eager.append(i)
+                continue
+        if numel >= SMALL_NUMEL:
+            plan.large.append(i)
+        else:
+            small.setdefault((first.dtype, first.device), []).append(i)
+    for _, indices in _batches(small, firsts):
+        if sum(firsts[i].numel() for i in indices) < 2:  # size 0/1 would need graphs of their own
+            plan.eager.extend(indices)
+            continue
+        buffers = {}
+        for position in owned:
+            members = [tensor_lists[position][i] for i in indices]
+            buffers[position] = _flat_alias(members)
+            if buffers[position] is None:
+                buffers[position] = _rehome(members)
+        flat = all(firsts[i].dim() == 1 for i in indices)
+        plan.batches.append((indices, buffers, [firsts[i].numel() for i in indices] if flat else None))
+        plan.capacity = max(plan.capacity, sum(firsts[i].numel() for i in indices))
+    return plan
+
+
+def _plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int]) -> _Plan:
+    """The plan of the previous step when the same tensors come back (the usual case), else a new one."""
+    anchor = tensor_lists[owned[0]][0] if owned and tensor_lists[owned[0]] else None
+    entry = _PLANS.get(id(anchor)) if anchor is not None else None
+    cached = entry[1] if entry is not None and entry[0]() is anchor else None
+    if cached is not None and cached.dtype is not None and cached.ids == _stable_ids(tensor_lists, owned):
+        # parameters and state are the ones planned for: only the gradients are new
+        changing = [tl for position, tl in enumerate(tensor_lists) if position != 0 and position not in owned]
+        if all({t.dtype for t in tl} == {cached.dtype} and all(map(Tensor.is_contiguous, tl)) for tl in changing):
+            return cached
+    dtype = _uniform_dtype(tensor_lists)
+    plan = _make_plan(tensor_lists, owned, dtype)
+    if anchor is not None and dtype is not None:
+        if entry is None or entry[0]() is not anchor:
+            weakref.finalize(anchor, _PLANS.pop, id(anchor), None)
+        _PLANS[id(anchor)] = (weakref.ref(anchor), plan)
+    return plan
+
+
 def apply_fused(
     kernel: Callable[..., None],
     tensor_lists: Sequence[Sequence[Tensor]],
@@ -112,53 +449,44 @@ def apply_fused(
         tensor_lists: Lists of equal length; entry ``i`` of each belongs to one parameter.
         written: Which lists the kernel writes (copied back for grouped tensors).
         make_scalars: Builds the scalars tensor for a representative tensor (dtype, device).
-        fallback: Eager update for tensors the kernel cannot take (non-contiguous).
+        fallback: Eager update for tensors the kernel cannot take (non-contiguous,
+            a dtype without a kernel, or all of them when compiling fails).
         owned: Lists of optimizer state, which may be moved into flat buffers.
     """
-    compiled = _compiled(kernel)
-    eager: list[int] = []
-    small: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-    scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-    firsts = tensor_lists[0]
-    numels = [t.numel() for t in firsts]
-    uniform = (
-        all(all(map(Tensor.is_contiguous, tl)) for tl in tensor_lists)
-        and len({t.dtype for tl in tensor_lists for t in tl}) == 1
-        and len({t.device for t in firsts}) == 1
-    )
-    for i, numel in enumerate(numels):
-        if numel == 0:
-            continue
-        if not uniform:  # the common case skips these per-tensor checks
-            tensors = [tl[i] for tl in tensor_lists]
-            if not all(t.is_contiguous() for t in tensors) or any(t.dtype != firsts[i].dtype for t in tensors):
-                eager.append(i)
-                continue
-        key = (firsts[i].dtype, firsts[i].device)
-        if numel >= SMALL_NUMEL:
+    with torch.no_grad():
+        plan = _plan(tensor_lists, owned)
+        eager = list(plan.eager)
+        scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+        def scalars_for(like: Tensor) -> Tensor:
+            key = (like.dtype, like.device)
             if key not in scalars:
-                scalars[key] = make_scalars(firsts[i])
-            compiled(*(tl[i].view(-1) for tl in tensor_lists), scalars[key])
-        else:
-            small.setdefault(key, []).append(i)
-    for key, indices in _batches(small, tensor_lists[0]):
-        if sum(numels[i] for i in indices) < 2:  # size 0/1 would need graphs of their own
-            eager.extend(indices)
-            continue
-        flats: list[Tensor] = []
-        for position, tl in enumerate(tensor_lists):
-            members = [tl[i] for i in indices]
-            flat = _flat_alias(members) if position in owned else None
-            if flat is None:
-                flat = _rehome(members) if position in owned else _flatten_dense_tensors(members)
-            flats.append(flat)
-        if key not in scalars:
-            scalars[key] = make_scalars(flats[0])
-        compiled(*flats, scalars[key])
-        for w in written:
-            if w not in owned:
-                members = [tensor_lists[w][i] for i in indices]
-                torch._foreach_copy_(members, _unflatten_dense_tensors(flats[w], members))
+                scalars[key] = make_scalars(like)
+            return scalars[key]
+
+        for i in plan.large:
+            # 1-D aliases that are not views and do not require grad: one graph serves
+            # these and the flat buffers of small tensors alike
+            flats = [_alias_1d(tl[i]) for tl in tensor_lists]
+            if not _run_compiled(kernel, flats, scalars_for(flats[0])):
+                eager.append(i)
+        for indices, buffers, sizes in plan.batches:
+            flats = [
+                buffers[position]
+                if position in buffers
+                else plan.gather(position, [tl[i] for i in indices], sizes is not None)
+                for position, tl in enumerate(tensor_lists)
+            ]
+            if not _run_compiled(kernel, flats, scalars_for(flats[0])):
+                eager.extend(indices)
+                continue
+            for w in written:
+                if w in buffers:
+                    continue
+                if sizes is not None:
+                    torch._foreach_copy_([tensor_lists[w][i] for i in indices], torch.split(flats[w], sizes))
+                else:
+                    unflatten_into(flats[w], [tensor_lists[w][i] for i in indices])
     if eager:
         fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
 

@@ -28,9 +28,13 @@ from optforge.optimizers._common import (
     check_betas,
     check_flags,
     check_grad,
+    check_lr,
     check_range,
     check_steps,
     choose_path,
+    foreach_scale_,
+    in_pieces,
+    piece_groups,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -46,7 +50,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
 
     Args:
         params: Parameters or param-group dicts.
-        lr: Peak learning rate, >= 0.
+        lr: Peak learning rate, >= 0; a number or a 1-element tensor.
         betas: ``(beta1, beta2)``: beta1 in (0, 1) interpolates ``y`` between
             ``z`` and ``x``; beta2 in [0, 1) decays the second moment.
         eps: Added to the denominator, >= 0.
@@ -55,8 +59,10 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         r: Polynomial weighting of the average, ``(k + 1) ** r``, >= 0.
         weight_lr_power: Average weights proportional to ``lr_max ** weight_lr_power``, >= 0.
         maximize: Maximize the objective instead of minimizing.
-        foreach: Use the multi-tensor implementation (``None``: on CUDA only).
-        fused: Use the single-pass compiled implementation.
+        foreach: Use the multi-tensor implementation (``False``: the per-tensor loop).
+        fused: Use the single-pass compiled implementation. With neither flag
+            set, the fused path is used where it is safe and pays off (see
+            :class:`~optforge.optimizers.Lion`); ``optimizer.step_path`` says which.
 
     Example:
         >>> import torch
@@ -89,7 +95,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_range(lr, "lr", 0.0)
+        check_lr(lr)
         betas = check_betas(betas, beta1_low_open=True)
         check_range(eps, "eps", 0.0)
         check_range(weight_decay, "weight_decay", 0.0)
@@ -130,7 +136,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         self._init_group(group, params, grads, zs, exp_avg_sqs)
         k, warmup_steps = group["k"], group["warmup_steps"]
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
-        lr = group["lr"] * sched
+        lr = float(group["lr"]) * sched
         ckp1 = self._advance(group, lr)
         if not params:
             return
@@ -148,8 +154,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
             weight_decay=group["weight_decay"],
             bias_correction2=1 - beta2 ** (k + 1),
             maximize=group["maximize"],
-            foreach=group["foreach"],
-            fused=group["fused"],
+            **self._step_flags(group, params),
         )
 
 
@@ -242,7 +247,7 @@ def _single_tensor_adamw_schedule_free(
     maximize: bool,
 ) -> None:
     y_coef = lr * (beta1 * (1 - ckp1) - 1)
-    for y, grad, z, exp_avg_sq in zip(params, grads, zs, exp_avg_sqs):
+    for y, grad, z, exp_avg_sq in zip(*in_pieces([params, grads, zs, exp_avg_sqs])):
         if maximize:
             grad = torch.neg(grad)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -276,26 +281,27 @@ def _multi_tensor_adamw_schedule_free(
 ) -> None:
     y_coef = lr * (beta1 * (1 - ckp1) - 1)
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, zs, exp_avg_sqs])  # type: ignore[list-item]
-    for (ys, device_grads, device_zs, device_exp_avg_sqs), _ in grouped.values():
-        if maximize:
-            device_grads = torch._foreach_neg(device_grads)
-        torch._foreach_mul_(device_exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(device_exp_avg_sqs, device_grads, device_grads, value=1 - beta2)
-        if adaptive:
-            denom = torch._foreach_div(device_exp_avg_sqs, bias_correction2)
-            torch._foreach_sqrt_(denom)
-            torch._foreach_add_(denom, eps)
-            directions = torch._foreach_div(device_grads, denom)
-            del denom
-            if weight_decay != 0:
-                torch._foreach_add_(directions, ys, alpha=weight_decay)
-        elif weight_decay != 0:
-            directions = torch._foreach_add(device_grads, ys, alpha=weight_decay)
-        else:
-            directions = device_grads
-        torch._foreach_lerp_(ys, device_zs, ckp1)
-        torch._foreach_add_(ys, directions, alpha=y_coef)
-        torch._foreach_sub_(device_zs, directions, alpha=lr)
+    for device_lists, _ in grouped.values():
+        for ys, device_grads, device_zs, device_exp_avg_sqs in piece_groups(device_lists):
+            if maximize:
+                device_grads = torch._foreach_neg(device_grads)
+            foreach_scale_(device_exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(device_exp_avg_sqs, device_grads, device_grads, value=1 - beta2)
+            if adaptive:
+                denom = torch._foreach_div(device_exp_avg_sqs, bias_correction2)
+                torch._foreach_sqrt_(denom)
+                torch._foreach_add_(denom, eps)
+                directions = torch._foreach_div(device_grads, denom)
+                del denom
+                if weight_decay != 0:
+                    torch._foreach_add_(directions, ys, alpha=weight_decay)
+            elif weight_decay != 0:
+                directions = torch._foreach_add(device_grads, ys, alpha=weight_decay)
+            else:
+                directions = device_grads
+            torch._foreach_lerp_(ys, device_zs, ckp1)
+            torch._foreach_add_(ys, directions, alpha=y_coef)
+            torch._foreach_sub_(device_zs, directions, alpha=lr)
 
 
 def _adam_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, exp_avg_sq: Tensor, s: Tensor) -> None:

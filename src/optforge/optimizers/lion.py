@@ -6,9 +6,9 @@ r"""Lion: sign of an interpolated momentum (Chen et al., 2023, "Symbolic Discove
     \theta_t &= \theta_{t-1} (1 - \eta\lambda) - \eta\,\mathrm{sign}(c_t) \\
     m_t &= \beta_2 m_{t-1} + (1 - \beta_2) g_t
 
-Numerically identical to ``lion_pytorch.Lion`` (same defaults, same operations)
-on the single-tensor and foreach paths; the fused path computes the same
-formula in one pass and agrees to float rounding.
+Bit-identical to ``lion_pytorch.Lion`` (same defaults, same operations) on the
+single-tensor and foreach paths, in every float dtype on CPU; the fused path
+computes the same formula in one pass and agrees within float rounding.
 """
 
 from __future__ import annotations
@@ -22,18 +22,23 @@ from torch.optim import Optimizer
 
 from optforge.optimizers import _fused
 from optforge.optimizers._common import (
+    StepPathChoice,
     as_real,
     check_betas,
     check_flags,
     check_grad,
+    check_lr,
     check_range,
     choose_path,
+    foreach_scale_,
+    in_pieces,
+    piece_groups,
 )
 
 __all__ = ["Lion", "lion"]
 
 
-class Lion(Optimizer):
+class Lion(StepPathChoice, Optimizer):
     """Lion: updates of size ``lr`` in the sign of interpolated momentum.
 
     Use an lr 3-10x smaller than AdamW's and a weight decay 3-10x larger
@@ -42,15 +47,18 @@ class Lion(Optimizer):
 
     Args:
         params: Parameters or param-group dicts.
-        lr: Learning rate (step size per element), >= 0.
+        lr: Learning rate (step size per element), >= 0; a number or a 1-element tensor.
         betas: ``(beta1, beta2)``, each in [0, 1): interpolation for the sign,
             and momentum decay.
         weight_decay: Decoupled weight decay, >= 0 (``p *= 1 - lr * weight_decay``).
         maximize: Maximize the objective instead of minimizing.
-        foreach: Use the multi-tensor (``torch._foreach_*``) implementation;
-            ``None`` picks it on CUDA and the per-tensor loop on CPU.
+        foreach: Use the multi-tensor (``torch._foreach_*``) implementation
+            (``False``: the per-tensor loop).
         fused: Use the single-pass compiled implementation (``torch.compile``,
-            a few seconds of compilation on the first step).
+            seconds of compilation on the first step). With neither flag set,
+            the fused path is used where it is safe and pays off (a working
+            compiler, 4M+ elements per group), else foreach on CUDA and the loop
+            on CPU; ``optimizer.step_path`` says which and why.
 
     Example:
         >>> import torch
@@ -74,7 +82,7 @@ class Lion(Optimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_range(lr, "lr", 0.0)
+        check_lr(lr)
         betas = check_betas(betas)
         check_range(weight_decay, "weight_decay", 0.0)
         check_flags(foreach, fused)
@@ -128,13 +136,12 @@ class Lion(Optimizer):
                 params,
                 grads,
                 exp_avgs,
-                lr=group["lr"],
+                lr=float(group["lr"]),
                 beta1=beta1,
                 beta2=beta2,
                 weight_decay=group["weight_decay"],
                 maximize=group["maximize"],
-                foreach=group["foreach"],
-                fused=group["fused"],
+                **self._step_flags(group, params),
             )
         return loss
 
@@ -184,7 +191,7 @@ def _single_tensor_lion(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    for param, grad, exp_avg in zip(params, grads, exp_avgs):
+    for param, grad, exp_avg in zip(*in_pieces([params, grads, exp_avgs])):
         if maximize:
             grad = torch.neg(grad)
         if weight_decay != 0:
@@ -206,17 +213,34 @@ def _multi_tensor_lion(
     maximize: bool,
 ) -> None:
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])  # type: ignore[list-item]
-    for (device_params, device_grads, device_exp_avgs), _ in grouped.values():
-        if maximize:
-            device_grads = torch._foreach_neg(device_grads)
-        if weight_decay != 0:
-            torch._foreach_mul_(device_params, 1 - lr * weight_decay)
-        updates = torch._foreach_mul(device_exp_avgs, beta1)
-        torch._foreach_add_(updates, device_grads, alpha=1 - beta1)
-        torch._foreach_sign_(updates)
-        torch._foreach_add_(device_params, updates, alpha=-lr)
-        torch._foreach_mul_(device_exp_avgs, beta2)
-        torch._foreach_add_(device_exp_avgs, device_grads, alpha=1 - beta2)
+    for (all_params, all_grads, all_exp_avgs), _ in grouped.values():
+        for device_params, device_grads, device_exp_avgs in piece_groups([all_params, all_grads, all_exp_avgs]):
+            _multi_tensor_lion_group(
+                device_params, device_grads, device_exp_avgs, lr, beta1, beta2, weight_decay, maximize
+            )
+
+
+def _multi_tensor_lion_group(
+    device_params: list[Tensor],
+    device_grads: list[Tensor],
+    device_exp_avgs: list[Tensor],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One multi-tensor Lion update over tensors of one device and dtype."""
+    if maximize:
+        device_grads = torch._foreach_neg(device_grads)
+    if weight_decay != 0:
+        foreach_scale_(device_params, 1 - lr * weight_decay)
+    updates = torch._foreach_mul(device_exp_avgs, beta1)
+    torch._foreach_add_(updates, device_grads, alpha=1 - beta1)
+    torch._foreach_sign_(updates)
+    torch._foreach_add_(device_params, updates, alpha=-lr)
+    foreach_scale_(device_exp_avgs, beta2)
+    torch._foreach_add_(device_exp_avgs, device_grads, alpha=1 - beta2)
 
 
 def _lion_kernel(param: Tensor, grad: Tensor, exp_avg: Tensor, s: Tensor) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
-from optforge.optimizers._common import check_betas, check_flags, check_range
+from optforge.optimizers._common import check_betas, check_flags, check_lr, check_range
 from optforge.optimizers.adamw_schedule_free import adamw_schedule_free, init_adam_group
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -67,7 +67,7 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_range(lr, "lr", 0.0)
+        check_lr(lr)
         betas = check_betas(betas, beta1_low_open=True)
         check_range(eps, "eps", 0.0)
         check_range(weight_decay, "weight_decay", 0.0)
@@ -116,7 +116,7 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
         else:
             rect = float(not group["silent_sgd_phase"])
-        lr = group["lr"] * rect
+        lr = float(group["lr"]) * rect
         ckp1 = self._advance(group, lr)
         if not params:
             return
@@ -134,6 +134,5 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             bias_correction2=bias_correction2,
             adaptive=adaptive,
             maximize=group["maximize"],
-            foreach=group["foreach"],
-            fused=group["fused"],
+            **self._step_flags(group, params),
         )

@@ -1,9 +1,12 @@
 """Make any optimizer Schedule-Free: the base optimizer steps ``z``, the wrapper averages.
 
-Numerically identical to ``schedulefree.ScheduleFreeWrapper`` 1.4.1, but a real
-``torch.optim.Optimizer``: its state dict (base state, ``z`` and the mode)
-round-trips, it pickles and deep-copies, takes step hooks, and every param group
-checks its mode.
+Numerically identical to ``schedulefree.ScheduleFreeWrapper`` 1.4.1 given the
+same keyword arguments, but a real ``torch.optim.Optimizer``: its state dict
+(base state, ``z`` and the mode) round-trips, it pickles and deep-copies, takes
+step hooks, and every param group checks its mode. Every argument after the base
+optimizer is keyword-only: schedulefree's positional order is
+``(base, weight_decay_at_y, momentum, weight_lr_power, r)``, so a positional call
+written for one would silently swap settings in the other.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optforge.optimizers._common import as_real, check_grad, check_range
+from optforge.optimizers._fused import StepPath
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
 __all__ = ["ScheduleFreeWrapper"]
@@ -45,6 +49,7 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
 
     Args:
         base: The optimizer to wrap; drop its momentum, the wrapper supplies it.
+            The arguments after it are keyword-only.
         momentum: Interpolation ``y = (1 - momentum) z + momentum x``, in (0, 1).
         weight_decay_at_y: Decay computed at ``y`` and multiplied by lr, >= 0
             (decay set on ``base`` is computed at ``z`` instead).
@@ -68,6 +73,7 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
     def __init__(
         self,
         base: Optimizer,
+        *,
         momentum: float = 0.9,
         weight_decay_at_y: float = 0.0,
         r: float = 0.0,
@@ -114,6 +120,11 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["sf_momentum"]
 
+    @property
+    def step_path(self) -> StepPath:
+        """The averaging runs per tensor; the base optimizer picks its own implementation."""
+        return StepPath("single", f"the averaging loops over tensors; {type(self.base).__name__} steps z its own way")
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not self._sharing:  # groups of ``base`` taken over by __init__
             Optimizer.add_param_group(self, param_group)
@@ -148,7 +159,7 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
         # step, so that the base optimizer still finds an empty state to initialize.
         new_zs: dict[Tensor, Tensor] = {}
         for group in self.param_groups:
-            momentum, decay, lr = group["sf_momentum"], group["sf_weight_decay_at_y"], group["lr"]
+            momentum, decay, lr = group["sf_momentum"], group["sf_weight_decay_at_y"], float(group["lr"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -167,7 +178,7 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
             self.state[p][self.z_key] = z_full
         for group in self.param_groups:
             k = group["sf_k"]
-            lr = group["lr"] * group.get("d", 1.0)
+            lr = float(group["lr"]) * float(group.get("d", 1.0))
             group["scheduled_lr"] = lr
             lr_max = group["sf_lr_max"] = max(lr, group["sf_lr_max"])
             weight = ((k + 1) ** group["sf_r"]) * (lr_max ** group["sf_weight_lr_power"])

@@ -26,9 +26,12 @@ from optforge.optimizers._common import (
     as_real,
     check_flags,
     check_grad,
+    check_lr,
     check_range,
     check_steps,
     choose_path,
+    in_pieces,
+    piece_groups,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
@@ -42,15 +45,17 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
 
     Args:
         params: Parameters or param-group dicts.
-        lr: Peak learning rate, >= 0 (default 1.0, as in the paper).
+        lr: Peak learning rate, >= 0 (default 1.0, as in the paper); a number or a 1-element tensor.
         momentum: Interpolation ``y = (1 - momentum) z + momentum x``, in (0, 1).
         weight_decay: L2 penalty added to the gradient at ``y``, >= 0.
         warmup_steps: Linear warmup of the lr over this many steps.
         r: Polynomial weighting of the average, >= 0.
         weight_lr_power: Average weights proportional to ``lr_max ** weight_lr_power``, >= 0.
         maximize: Maximize the objective instead of minimizing.
-        foreach: Use the multi-tensor implementation (``None``: on CUDA only).
-        fused: Use the single-pass compiled implementation.
+        foreach: Use the multi-tensor implementation (``False``: the per-tensor loop).
+        fused: Use the single-pass compiled implementation. With neither flag
+            set, the fused path is used where it is safe and pays off (see
+            :class:`~optforge.optimizers.Lion`); ``optimizer.step_path`` says which.
 
     Example:
         >>> import torch
@@ -78,7 +83,7 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_range(lr, "lr", 0.0)
+        check_lr(lr)
         check_range(momentum, "momentum", 0.0, 1.0, low_open=True)
         check_range(weight_decay, "weight_decay", 0.0)
         check_steps(warmup_steps, "warmup_steps")
@@ -121,7 +126,7 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         self._init_group(group, params, grads, zs)
         k, warmup_steps = group["k"], group["warmup_steps"]
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
-        lr = group["lr"] * sched
+        lr = float(group["lr"]) * sched
         ckp1 = self._advance(group, lr)
         if not params:
             return
@@ -134,8 +139,7 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
             momentum=group["momentum"],
             weight_decay=group["weight_decay"],
             maximize=group["maximize"],
-            foreach=group["foreach"],
-            fused=group["fused"],
+            **self._step_flags(group, params),
         )
 
 
@@ -185,7 +189,7 @@ def _single_tensor_sgd_schedule_free(
     maximize: bool,
 ) -> None:
     y_coef = lr * (momentum * (1 - ckp1) - 1)
-    for y, grad, z in zip(params, grads, zs):
+    for y, grad, z in zip(*in_pieces([params, grads, zs])):
         if maximize:
             grad = torch.neg(grad)
             if weight_decay != 0:
@@ -210,16 +214,17 @@ def _multi_tensor_sgd_schedule_free(
 ) -> None:
     y_coef = lr * (momentum * (1 - ckp1) - 1)
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, zs])  # type: ignore[list-item]
-    for (ys, device_grads, device_zs), _ in grouped.values():
-        if maximize:
-            device_grads = torch._foreach_neg(device_grads)
-            if weight_decay != 0:
-                torch._foreach_add_(device_grads, ys, alpha=weight_decay)
-        elif weight_decay != 0:
-            device_grads = torch._foreach_add(device_grads, ys, alpha=weight_decay)
-        torch._foreach_lerp_(ys, device_zs, ckp1)
-        torch._foreach_add_(ys, device_grads, alpha=y_coef)
-        torch._foreach_sub_(device_zs, device_grads, alpha=lr)
+    for device_lists, _ in grouped.values():
+        for ys, device_grads, device_zs in piece_groups(device_lists):
+            if maximize:
+                device_grads = torch._foreach_neg(device_grads)
+                if weight_decay != 0:
+                    torch._foreach_add_(device_grads, ys, alpha=weight_decay)
+            elif weight_decay != 0:
+                device_grads = torch._foreach_add(device_grads, ys, alpha=weight_decay)
+            torch._foreach_lerp_(ys, device_zs, ckp1)
+            torch._foreach_add_(ys, device_grads, alpha=y_coef)
+            torch._foreach_sub_(device_zs, device_grads, alpha=lr)
 
 
 def _sgd_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, s: Tensor) -> None:
