@@ -105,17 +105,10 @@ def test_malformed_states_name_the_problem(state: Any, path: str) -> None:
     assert path in {where for where, _ in _problems(optimizer, state)}
 
 
-class _CheckedLion(Lion):
-    """Lion calling the check the way optforge's optimizers are meant to."""
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        check_state_dict(self, state_dict, ("exp_avg",))
-        super().load_state_dict(state_dict)
-
-
-def test_a_refused_state_changes_nothing() -> None:
-    _, optimizer = _trained(_CheckedLion, width=4)
-    _, other = _trained(Lion, width=5)
+@pytest.mark.parametrize("cls", [Lion, AdamWScheduleFree, RAdamScheduleFree, SGDScheduleFree])
+def test_a_refused_state_changes_nothing(cls: type[torch.optim.Optimizer]) -> None:
+    _, optimizer = _trained(cls, width=4)
+    _, other = _trained(cls, width=5)
     before = copy.deepcopy(optimizer.state_dict())
     with pytest.raises(ConfigError):
         optimizer.load_state_dict(other.state_dict())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from numbers import Real
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -14,6 +14,7 @@ from torch.optim.optimizer import _default_to_fused_or_foreach
 from optforge.errors import ConfigError
 from optforge.optimizers import _fused
 from optforge.optimizers._fused import StepPath
+from optforge.state_check import check_state_dict
 
 __all__ = [
     "StepPathChoice",
@@ -244,3 +245,22 @@ class StepPathChoice:
         """``foreach`` / ``fused`` keyword arguments that run the chosen path in the functional API."""
         name = self._group_path(group, params).name
         return {"foreach": name == "foreach", "fused": name == "fused"}
+
+
+class CheckedStateLoading:
+    """``load_state_dict`` refuses a state of another shape, dtype kind or optimizer, and then changes nothing.
+
+    A subclass names its per-parameter state tensors in ``STATE_TENSORS``;
+    torch's own check only compares the number of groups and parameters.
+    """
+
+    STATE_TENSORS: ClassVar[tuple[str, ...]] = ()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Check ``state_dict`` against this optimizer's parameters, then load it.
+
+        Raises:
+            ConfigError: naming every mismatch, before anything is loaded.
+        """
+        check_state_dict(self, state_dict, self.STATE_TENSORS)  # type: ignore[arg-type]
+        super().load_state_dict(state_dict)  # type: ignore[misc]

@@ -80,6 +80,8 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         ...     _ = model(torch.ones(1, 3))
     """
 
+    STATE_TENSORS = ("z", "exp_avg_sq")
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],

@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 
 from optforge.optimizers import _fused
 from optforge.optimizers._common import (
+    CheckedStateLoading,
     StepPathChoice,
     as_real,
     check_betas,
@@ -38,7 +39,7 @@ from optforge.optimizers._common import (
 __all__ = ["Lion", "lion"]
 
 
-class Lion(StepPathChoice, Optimizer):
+class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
     """Lion: updates of size ``lr`` in the sign of interpolated momentum.
 
     Use an lr 3-10x smaller than AdamW's and a weight decay 3-10x larger
@@ -70,6 +71,8 @@ class Lion(StepPathChoice, Optimizer):
         >>> p.detach()
         tensor([ 0.9000, -1.9000])
     """
+
+    STATE_TENSORS = ("exp_avg",)
 
     def __init__(
         self,

@@ -50,6 +50,8 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
         [False, False, False, False, True, True]
     """
 
+    STATE_TENSORS = ("z", "exp_avg_sq")
+
     FLAG_DEFAULTS = MappingProxyType({**ScheduleFreeOptimizer.FLAG_DEFAULTS, "silent_sgd_phase": True})
 
     def __init__(

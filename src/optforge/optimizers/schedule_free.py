@@ -28,12 +28,12 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from optforge.optimizers._common import StepPathChoice, as_real
+from optforge.optimizers._common import CheckedStateLoading, StepPathChoice, as_real
 
 __all__ = ["ScheduleFreeOptimizer", "eval_mode", "recompute_batchnorm_stats"]
 
 
-class ScheduleFreeOptimizer(StepPathChoice, Optimizer):
+class ScheduleFreeOptimizer(CheckedStateLoading, StepPathChoice, Optimizer):
     """Base of the Schedule-Free optimizers: train/eval modes and the averaging schedule.
 
     Each param group records its mode in ``group["train_mode"]`` (saved in the

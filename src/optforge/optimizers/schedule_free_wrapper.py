@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 from optforge.optimizers._common import as_real, check_grad, check_range
 from optforge.optimizers._fused import StepPath
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
+from optforge.state_check import check_state_dict
 
 __all__ = ["ScheduleFreeWrapper"]
 
@@ -136,7 +137,12 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
         self.base.add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load base state, ``z``, counters and modes (the base optimizer's rules apply)."""
+        """Load base state, ``z``, counters and modes (the base optimizer's rules apply).
+
+        Raises:
+            ConfigError: for a state of another layout, before anything is loaded.
+        """
+        check_state_dict(self, state_dict, (), exact=False)  # the base optimizer keeps entries of its own
         self.base.load_state_dict(state_dict)
         self._share()
         for group in self.param_groups:

@@ -69,6 +69,8 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         (tensor([-0.5000,  0.5000]), tensor([-0.5000,  0.5000]))
     """
 
+    STATE_TENSORS = ("z",)
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
