@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import optforge
 from optforge.errors import ConfigError
@@ -60,3 +61,24 @@ def test_explain_raises_the_errors_build_would() -> None:
         explain(ConvNet(), {"name": "SGD", "param_groups": [{"match": "haed"}]})
     with pytest.raises(ConfigError, match="explain needs a model"):
         explain(list(ConvNet().parameters()), {"name": "SGD"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"name": "Lion", "lr": 1e-4},
+        {"name": "Lion", "lr": 1e-4, "foreach": True},
+        {"name": "AdamWScheduleFree", "lr": 1e-3, "fused": False},
+        {"name": "SGDScheduleFree", "lr": 1.0, "param_groups": [{"match": "0", "lr_scale": 0.5}]},
+    ],
+)
+def test_explain_names_the_step_path_the_optimizer_takes(config: dict) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    table = optforge.explain(model, config)
+    built = optforge.build_optimizer(model, config).step_path
+    assert table.step_path == f"{built.name} ({built.reason})"
+    assert f"step path: {built.name}" in str(table)
+
+
+def test_explain_has_no_step_path_for_other_optimizers() -> None:
+    assert optforge.explain(torch.nn.Linear(2, 2), {"name": "AdamW"}).step_path == ""

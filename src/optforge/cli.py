@@ -621,6 +621,8 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
         f"{table.optimizer}: {totals['groups']} groups, {totals['tensors']} tensors, "
         f"{totals['trainable']:,} trainable parameters, {totals['frozen']:,} frozen"
     )
+    if table.step_path:
+        console.print(f"step path: {table.step_path}")
     if model is None and file.model:
         _note(f"on {file.model}, the model the file names")
     elif model is None:

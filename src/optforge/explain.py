@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from torch import nn
 
 from optforge.errors import ConfigError
 from optforge.param_groups import GroupPlan, plan_param_groups
+from optforge.spec import OptimizerSpec
 
 __all__ = ["ParamTable", "explain"]
 
@@ -73,6 +75,8 @@ class ParamTable:
         group_columns: Names of the group-table columns.
         group_rows: One tuple per group, in optimizer order.
         totals: ``groups``, ``tensors``, ``trainable`` and ``frozen`` counts.
+        step_path: For optforge's own optimizers, the implementation a step
+            uses and why (``"fused (automatic: ...)"``); ``""`` for the others.
     """
 
     optimizer: str
@@ -81,6 +85,7 @@ class ParamTable:
     group_columns: tuple[str, ...]
     group_rows: tuple[tuple[Any, ...], ...]
     totals: dict[str, int]
+    step_path: str = ""
 
     def __str__(self) -> str:
         t = self.totals
@@ -88,6 +93,8 @@ class ParamTable:
             f"{self.optimizer}: {t['groups']} groups, {t['tensors']} tensors, "
             f"{t['trainable']:,} trainable parameters, {t['frozen']:,} frozen"
         )
+        if self.step_path:
+            summary += f"\nstep path: {self.step_path}"
         return "\n\n".join(
             [_text_table(self.columns, self.rows), _text_table(self.group_columns, self.group_rows), summary]
         )
@@ -172,4 +179,23 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
     if document is not None:  # a list of parts: each parameter's part shows in its group name and placed_by
         return table_from_plan(*composite_group_plan(model, document))
     spec = resolve_optimizer_spec(config)
-    return table_from_plan(plan_param_groups(model, spec), spec.entry.name)
+    plan = plan_param_groups(model, spec)
+    table = table_from_plan(plan, spec.entry.name)
+    return dataclasses.replace(table, step_path=_step_path(spec, plan))
+
+
+def _step_path(spec: OptimizerSpec, plan: GroupPlan) -> str:
+    """The step path optforge's own optimizers would take over the plan's groups (``""`` for others)."""
+    from optforge.optimizers._common import StepPathChoice, default_foreach
+    from optforge.optimizers._fused import combine, select_path
+
+    if not issubclass(spec.entry.resolve_class(), StepPathChoice):
+        return ""
+    paths = []
+    for group in plan.groups:
+        params = [param for param in group["params"] if param.requires_grad]
+        foreach, fused = (group.get(key, plan.defaults.get(key)) for key in ("foreach", "fused"))
+        default = "foreach" if foreach is None and default_foreach(params) else "single"
+        paths.append(select_path(params, foreach, fused, default))
+    path = combine(paths)
+    return f"{path.name} ({path.reason})"
