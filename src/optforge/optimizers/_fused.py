@@ -54,9 +54,12 @@ __all__ = [
 
 # Tensors below this many elements are grouped into flat buffers...
 SMALL_NUMEL = 1 << 16
-# ...of at most this many elements, which bounds the gather buffers and keeps
-# each batch in cache between gathering it and updating it.
-BATCH_NUMEL = 1 << 17
+# ...of at most this many elements: the size of the gather buffers, allocated
+# once per optimizer (2 MiB for float32 parameters and gradients together).
+# Fewer, larger batches mean fewer compiled calls (on 2,000 tensors of 4,096
+# elements: 2^16 -> 1.29x, 2^17 -> 1.15x, 2^18 -> 1.05x, 2^19 -> 1.05x the time
+# of torch's fused AdamW, one thread).
+BATCH_NUMEL = 1 << 18
 # With no flag set, the fused path is chosen for at least this many elements of
 # one param group: compiling costs seconds once per process (less with a warm
 # inductor cache), which a step over 4M elements repays within a few thousand
