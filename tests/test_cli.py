@@ -925,3 +925,20 @@ def test_plot_of_a_plateau_needs_metric_values(tmp_path: Path) -> None:
     assert "lr of group0: 0.1 at step 0" in result.stdout
     assert "0.00313 at step 19" in result.stdout
     assert invoke("validate", path).stderr == ""  # a scheduler by name needs no model: no stand-in note
+
+
+def test_validate_reads_the_template_scheduler_files(tmp_path: Path) -> None:
+    path = tmp_path / "cosine.yaml"
+    path.write_text(
+        "epoch_scheduler:\n  name: cos\n  class_name: timm_CosineLRScheduler\n  checkpoint: null\n"
+        "  args: {t_initial: 1.0, lr_min: 1.0e-5, warmup_t: 3, warmup_lr_init: 1.0e-5}\niter_scheduler: null\n"
+    )
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.stderr
+    assert "training template's scheduler file" in result.stdout + result.stderr
+    path.write_text(path.read_text().replace("lr_min", "lr_mn"))
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert problem_lines(result)[0].startswith(
+        "epoch_scheduler.args.lr_mn: unknown argument for timm_CosineLRScheduler"
+    )

@@ -488,7 +488,12 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
     except ConfigError as error:
         _fail(config, error.problems, [])
     chosen, used = _model_for(model, file)
-    problems, stage = _check(file.document, None if used == "stand-in" else chosen)
+    if file.kind == "template-schedulers":
+        from optforge.cli_files import check_template_schedulers
+
+        problems, stage, used = check_template_schedulers(file.document), "build", "none"
+    else:
+        problems, stage = _check(file.document, None if used == "stand-in" else chosen)
     notes = [file.note] if file.note else []
     if used == "file":
         notes.append(f"built on {file.model}, the model the file names")

@@ -113,6 +113,32 @@ def _has_interpolations(document: Any) -> bool:
     return any(_INTERPOLATION.search(text) for text in _strings(document))
 
 
+# The run a template scheduler file is checked for (epochs, iterations): lengths written as fractions scale to it.
+TEMPLATE_RUN: tuple[int, int] = (100, 1000)
+
+
+def check_template_schedulers(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The problems of a template scheduler file (``{epoch_scheduler, iter_scheduler}``), built on a throwaway SGD.
+
+    Example:
+        >>> problems = check_template_schedulers({"epoch_scheduler": {"name": "s", "class_name": "StepLR",
+        ...                                       "args": {"step_sise": 0.3}}, "iter_scheduler": None})
+        >>> [path for path, _ in problems]
+        ['epoch_scheduler.args.step_sise', 'epoch_scheduler.args.step_size']
+    """
+    import torch
+
+    from optforge.errors import ConfigError
+    from optforge.lr_schedulers import build_template_schedulers
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
+        build_template_schedulers(document, optimizer, *TEMPLATE_RUN)
+    except ConfigError as error:
+        return error.problems
+    return []
+
+
 def is_schedule_only(document: Mapping[str, Any]) -> bool:
     """Whether ``document`` is a schedule section: one schedule, or the full form with a schedule in it.
 
@@ -229,6 +255,7 @@ def read_config_file(path: str | Path) -> ConfigFile:
         ConfigError: for a file that cannot be read or parsed, whatever the reason.
     """
     from optforge.config_source import load_config
+    from optforge.lr_schedulers.section import TEMPLATE_DOCUMENT_KEYS
 
     path = Path(path)
     try:
@@ -241,6 +268,12 @@ def read_config_file(path: str | Path) -> ConfigFile:
     if isinstance(document.get("defaults"), list):
         resolved, note = _from_primary(path)
         return ConfigFile(path, resolved, model, "hydra", note)
+    if document and set(document) <= set(TEMPLATE_DOCUMENT_KEYS):
+        note = (
+            "the training template's scheduler file, checked as its build_lr_scheduler builds it, for a run of "
+            f"{TEMPLATE_RUN[0]} epochs of {TEMPLATE_RUN[1]} iterations"
+        )
+        return ConfigFile(path, document, model, "template-schedulers", note)
     if not is_schedule_only(document):
         return ConfigFile(path, document, model)
     note = "a schedule-only file, checked as the schedule: section of a config"
