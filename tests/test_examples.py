@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 HYDRA_FILES = sorted((ROOT / "examples" / "hydra").rglob("*.yaml"))
 # The shipped examples whose param-group rules are written for the demo model.
-NEED_THE_DEMO_MODEL = {"layer-decay", "per-tower-schedules"}
+NEED_THE_DEMO_MODEL = {"layer-decay", "per-tower-schedules", "template-momentum"}
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
