@@ -398,7 +398,7 @@ def _optional_providers() -> list[Any]:
     """The installed providers that are not loaded by default (timm, pytorch_optimizer)."""
     from optforge import registry
 
-    return [provider for provider in registry._PROVIDERS.values() if not provider.builtin and provider.is_installed()]
+    return [provider for provider in registry.optimizer_providers() if not provider.builtin and provider.is_installed()]
 
 
 @app.command("list")
@@ -467,7 +467,7 @@ def list_command(
 def _builtin_entries(glob: str, optional: Sequence[str]) -> list[Any]:
     from optforge import registry
 
-    names = [p.name for p in registry._PROVIDERS.values() if p.name not in optional]
+    names = [p.name for p in registry.optimizer_providers() if p.name not in optional]
     entries = [entry for name in names for entry in registry.optimizer_entries(glob, provider=name)]
     return sorted(entries, key=lambda e: (e.provider != "torch", e.provider, e.name.lower()))
 

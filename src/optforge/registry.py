@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import ast
-import fnmatch
 import importlib
 import importlib.util
 import inspect
@@ -33,8 +32,8 @@ from typing import Any
 
 import torch
 
-from optforge.errors import ConfigError, unknown_choice
-from optforge.lazy_providers import Provider, Providers
+from optforge.errors import ConfigError
+from optforge.named_registry import NamedRegistry, Provider
 
 __all__ = [
     "OptimizerEntry",
@@ -43,6 +42,7 @@ __all__ = [
     "get_optimizer_entry",
     "list_optimizers",
     "optimizer_entries",
+    "optimizer_providers",
     "register_optimizer",
     "register_provider",
     "unregister_optimizer",
@@ -202,18 +202,26 @@ def _keys_read_from(function: Callable[..., Any], mapping_name: str) -> tuple[st
     return tuple(dict.fromkeys(keys))
 
 
-_ENTRIES: dict[str, OptimizerEntry] = {}  # canonical name -> entry
-_LOOKUP: dict[str, str] = {}  # lower-case name or alias -> canonical name
-_PROVIDERS_OF = Providers("optimizer")
-_PROVIDERS = _PROVIDERS_OF.by_name
-_LOADED = _PROVIDERS_OF.loaded
-_LOCK = _PROVIDERS_OF.lock
-_ensure_builtins = _PROVIDERS_OF.ensure_builtins
+_REGISTRY: NamedRegistry[OptimizerEntry] = NamedRegistry(
+    "optimizer", hint="See optforge.list_optimizers() or `optforge list` for every name"
+)
+_ENTRIES = _REGISTRY.entries  # canonical name -> entry
+_PROVIDERS = _REGISTRY.providers.by_name
+
+
+def optimizer_providers() -> list[Provider]:
+    """Every provider of optimizers, loaded or not (``Provider.builtin`` tells the ones loaded by default).
+
+    Example:
+        >>> [provider.name for provider in optimizer_providers() if provider.builtin]
+        ['torch', 'optforge']
+    """
+    return list(_PROVIDERS.values())
 
 
 def register_provider(provider: Provider) -> None:
     """Add a provider; its entries are registered when it is first needed."""
-    _PROVIDERS_OF.register(provider)
+    _REGISTRY.providers.register(provider)
 
 
 def register_optimizer(
@@ -283,42 +291,13 @@ def register_optimizer(
         aliases=tuple(aliases),
         **capabilities,
     )
-    _add_entry(entry, overwrite=overwrite)
+    _REGISTRY.add(entry, overwrite=overwrite)
     return entry
-
-
-def _add_entry(entry: OptimizerEntry, *, overwrite: bool) -> None:
-    with _LOCK:
-        keys = [entry.name.lower(), *(alias.lower() for alias in entry.aliases)]
-        if not overwrite:
-            for key in keys:
-                if key in _LOOKUP:
-                    raise ConfigError(
-                        f"an optimizer named {key!r} is already registered ({_LOOKUP[key]}); "
-                        "pass overwrite=True to replace it",
-                        path="name",
-                    )
-        elif entry.name in _ENTRIES:
-            _remove(entry.name)
-        _ENTRIES[entry.name] = entry
-        for key in keys:
-            _LOOKUP[key] = entry.name
-
-
-def _remove(canonical: str) -> None:
-    entry = _ENTRIES.pop(canonical)
-    for key in [entry.name.lower(), *(a.lower() for a in entry.aliases)]:
-        if _LOOKUP.get(key) == canonical:
-            del _LOOKUP[key]
 
 
 def unregister_optimizer(name: str) -> None:
     """Remove a registered optimizer (by name or alias)."""
-    with _LOCK:
-        canonical = _LOOKUP.get(name.lower())
-        if canonical is None:
-            raise unknown_choice("name", name, _ENTRIES, what="optimizer")
-        _remove(canonical)
+    _REGISTRY.remove(name)
 
 
 def get_optimizer_entry(name: str, *, path: str = "optimizer.name") -> OptimizerEntry:
@@ -328,21 +307,7 @@ def get_optimizer_entry(name: str, *, path: str = "optimizer.name") -> Optimizer
         ConfigError: for an unknown name (with the closest names), or a name of a
             provider whose package is not installed (with the extra to install).
     """
-    if not isinstance(name, str):
-        raise ConfigError(f"the optimizer name must be a string, got {type(name).__name__} {name!r}", path=path)
-    _ensure_builtins()
-    key = name.lower()
-    if key not in _LOOKUP:
-        _PROVIDERS_OF.load_for(name, path)
-    if key not in _LOOKUP:
-        raise unknown_choice(
-            path,
-            name,
-            [*_ENTRIES, *(a for e in _ENTRIES.values() for a in e.aliases)],
-            what="optimizer",
-            hint="See optforge.list_optimizers() or `optforge list` for every name",
-        )
-    return _ENTRIES[_LOOKUP[key]]
+    return _REGISTRY.get(name, path=path)
 
 
 def get_optimizer_class(name_or_config: Any) -> type[torch.optim.Optimizer]:
@@ -368,20 +333,7 @@ def optimizer_entries(pattern: str = "*", *, provider: str | None = None) -> lis
 
     Installed optional providers are loaded so their names are listed too.
     """
-    _PROVIDERS_OF.load_installed(provider)
-    if provider is not None and provider not in {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS):
-        raise unknown_choice(
-            "provider", provider, {e.provider for e in _ENTRIES.values()} | set(_PROVIDERS), what="provider"
-        )
-    pattern = pattern.lower()
-    return sorted(
-        (
-            entry
-            for entry in _ENTRIES.values()
-            if fnmatch.fnmatchcase(entry.name.lower(), pattern) and provider in (None, entry.provider)
-        ),
-        key=lambda e: (e.provider != "torch", e.provider, e.name.lower()),
-    )
+    return _REGISTRY.matching(pattern, provider=provider)
 
 
 def list_optimizers(pattern: str = "*", *, provider: str | None = None) -> list[str]:

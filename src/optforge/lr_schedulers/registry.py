@@ -22,13 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 from typing import Any
 
-from optforge.errors import ConfigError, unknown_choice
-from optforge.lazy_providers import Provider, Providers
+from optforge.errors import ConfigError
 from optforge.lr_schedulers.entry import SchedulerEntry
+from optforge.named_registry import NamedRegistry, Provider
 
 __all__ = [
     "SchedulerProvider",
@@ -44,18 +43,15 @@ __all__ = [
 # The providers of schedulers are described as those of optimizers are.
 SchedulerProvider = Provider
 
-_ENTRIES: dict[str, SchedulerEntry] = {}
-_LOOKUP: dict[str, str] = {}
-_PROVIDERS_OF = Providers("scheduler")
-_PROVIDERS = _PROVIDERS_OF.by_name
-_LOADED = _PROVIDERS_OF.loaded
-_LOCK = _PROVIDERS_OF.lock
-_ensure_builtins = _PROVIDERS_OF.ensure_builtins
+_REGISTRY: NamedRegistry[SchedulerEntry] = NamedRegistry(
+    "scheduler", hint="See optforge.list_schedulers() or `optforge list --schedulers` for every name"
+)
+_ENTRIES = _REGISTRY.entries  # canonical name -> entry
 
 
 def register_scheduler_provider(provider: Provider) -> None:
     """Add a provider; its entries are registered when it is first needed."""
-    _PROVIDERS_OF.register(provider)
+    _REGISTRY.providers.register(provider)
 
 
 def register_scheduler(
@@ -118,38 +114,13 @@ def register_scheduler(
     entry = SchedulerEntry(
         name=name, cls=cls, provider=provider, description=description, aliases=tuple(aliases), **fields
     )
-    with _LOCK:
-        keys = [entry.name.lower(), *(alias.lower() for alias in entry.aliases)]
-        if not overwrite:
-            for key in keys:
-                if key in _LOOKUP:
-                    raise ConfigError(
-                        f"a scheduler named {key!r} is already registered ({_LOOKUP[key]}); "
-                        "pass overwrite=True to replace it",
-                        path="name",
-                    )
-        elif entry.name in _ENTRIES:
-            _remove(entry.name)
-        _ENTRIES[entry.name] = entry
-        for key in keys:
-            _LOOKUP[key] = entry.name
+    _REGISTRY.add(entry, overwrite=overwrite)
     return entry
-
-
-def _remove(canonical: str) -> None:
-    entry = _ENTRIES.pop(canonical)
-    for key in [entry.name.lower(), *(alias.lower() for alias in entry.aliases)]:
-        if _LOOKUP.get(key) == canonical:
-            del _LOOKUP[key]
 
 
 def unregister_scheduler(name: str) -> None:
     """Remove a registered scheduler (by name or alias)."""
-    with _LOCK:
-        canonical = _LOOKUP.get(name.lower())
-        if canonical is None:
-            raise unknown_choice("name", name, _ENTRIES, what="scheduler")
-        _remove(canonical)
+    _REGISTRY.remove(name)
 
 
 def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerEntry:
@@ -165,38 +136,12 @@ def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerE
         ...
         optforge.errors.ConfigError: schedule.name: unknown scheduler 'CosineAnealingLR'; did you mean ...
     """
-    if not isinstance(name, str):
-        raise ConfigError(f"the scheduler name must be a string, got {type(name).__name__} {name!r}", path=path)
-    _ensure_builtins()
-    key = name.lower()
-    if key not in _LOOKUP:
-        _PROVIDERS_OF.load_for(name, path)
-    if key not in _LOOKUP:
-        raise unknown_choice(
-            path,
-            name,
-            [*_ENTRIES, *(alias for entry in _ENTRIES.values() for alias in entry.aliases)],
-            what="scheduler",
-            hint="See optforge.list_schedulers() or `optforge list --schedulers` for every name",
-        )
-    return _ENTRIES[_LOOKUP[key]]
+    return _REGISTRY.get(name, path=path)
 
 
 def scheduler_entries(pattern: str = "*", *, provider: str | None = None) -> list[SchedulerEntry]:
     """Registered entries whose name matches the glob ``pattern`` (case-insensitive); loads installed providers."""
-    _PROVIDERS_OF.load_installed(provider)
-    known = {entry.provider for entry in _ENTRIES.values()} | set(_PROVIDERS)
-    if provider is not None and provider not in known:
-        raise unknown_choice("provider", provider, known, what="provider")
-    pattern = pattern.lower()
-    return sorted(
-        (
-            entry
-            for entry in _ENTRIES.values()
-            if fnmatch.fnmatchcase(entry.name.lower(), pattern) and provider in (None, entry.provider)
-        ),
-        key=lambda e: (e.provider != "torch", e.provider, e.name.lower()),
-    )
+    return _REGISTRY.matching(pattern, provider=provider)
 
 
 def list_schedulers(pattern: str = "*", *, provider: str | None = None) -> list[str]:
