@@ -148,3 +148,16 @@ def test_schedule_without_lr_keeps_each_groups_scaled_lr() -> None:
         scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == [0.1, 1.0]
     assert [g["momentum"] for g in optimizer.param_groups] == [0.8, 0.8]
+
+
+def test_a_config_file_is_read_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optforge.config_source as source
+
+    path = tmp_path / "sgd.yaml"
+    path.write_text("optimizer: {name: SGD, lr: 0.1}\nschedule: {constant: 0.1}\n")
+    reads = []
+    real = source.load_yaml
+    monkeypatch.setattr(source, "load_yaml", lambda p: reads.append(p) or real(p))
+    optforge.build(torch.nn.Linear(2, 1), path)
+    optforge.explain(torch.nn.Linear(2, 1), path)
+    assert reads == [path, path]

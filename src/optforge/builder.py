@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
+from optforge.config_source import read_config
 from optforge.errors import ConfigError, format_path
 from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
@@ -230,6 +231,7 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
     """
     from optforge.composite import build_composite, composite_document
 
+    config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
         return build_composite(model_or_params, document["optimizer"], document=document)
@@ -269,6 +271,7 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
     """
     from optforge.composite import build_composite_and_scheduler, composite_document
 
+    config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
         return build_composite_and_scheduler(model_or_params, document)

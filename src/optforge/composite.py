@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,7 @@ from torch import nn
 from optforge._validation import parse_model
 from optforge.config import MultiTaskLearningRates, ParamGroupRule
 from optforge.config.document import TOWERS_KEY
-from optforge.config_source import load_yaml, to_plain
+from optforge.config_source import read_config
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.param_groups import GroupPlan, ParamInfo, Placement, param_infos, plan_param_groups, uses_rules
@@ -113,7 +112,7 @@ def composite_document(config: Any) -> dict[str, Any] | None:
         >>> composite_document({"name": "SGD"}) is None
         True
     """
-    plain = load_yaml(config) if isinstance(config, (str, os.PathLike)) else to_plain(config)
+    plain = read_config(config)
     if isinstance(plain, (list, tuple)):
         return {"optimizer": list(plain)}
     if not isinstance(plain, Mapping) or not isinstance(plain.get("optimizer"), (list, tuple)):

@@ -30,7 +30,15 @@ import yaml
 
 from optforge.errors import ConfigError, format_path, truncate
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_VALUES", "load_config", "load_yaml", "to_plain"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "load_config",
+    "load_yaml",
+    "read_config",
+    "to_plain",
+]
 
 # The deepest nesting a config may have; real documents are a handful of levels deep.
 MAX_DEPTH = 64
@@ -241,6 +249,19 @@ def to_plain(value: Any) -> Any:
     return plain
 
 
+def read_config(source: Any) -> Any:
+    """A config source as plain data (a YAML/JSON path is read here), whatever its top level holds.
+
+    Raises:
+        ConfigError: as :func:`load_config`, but a top level that is not a mapping is returned as it is.
+
+    Example:
+        >>> read_config([{"name": "SGD"}])
+        [{'name': 'SGD'}]
+    """
+    return to_plain(load_yaml(source) if isinstance(source, str | os.PathLike) else source)
+
+
 def load_config(source: Any) -> dict[str, Any]:
     """A config as a plain ``dict``, from any supported source.
 
@@ -256,7 +277,7 @@ def load_config(source: Any) -> dict[str, Any]:
         >>> load_config({"name": "SGD", "lr": 0.1})
         {'name': 'SGD', 'lr': 0.1}
     """
-    data = to_plain(load_yaml(source) if isinstance(source, str | os.PathLike) else source)
+    data = read_config(source)
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping, got {type(data).__name__} {truncate(data)}")
     return data

@@ -29,6 +29,7 @@ from typing import Any
 
 from torch import nn
 
+from optforge.config_source import read_config
 from optforge.errors import ConfigError
 from optforge.param_groups import GroupPlan, plan_param_groups
 from optforge.spec import OptimizerSpec
@@ -175,6 +176,7 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"explain needs a model (an nn.Module), got {type(model).__name__}")
+    config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # a list of parts: each parameter's part shows in its group name and placed_by
         return table_from_plan(*composite_group_plan(model, document))
