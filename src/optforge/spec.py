@@ -81,10 +81,13 @@ def resolve_section(section: OptimizerSection, document: Document, problems: Pro
         entry = found
     if entry is None:
         return None
-    checked: dict[str, Any] = {}
+    by_path: dict[str, dict[str, Any]] = {}  # the template form holds lr and args in two mappings
     for key, value in section.hyperparameters.items():
-        with problems.collect():
-            checked.update(check_hyperparameters(entry, {key: value}, section.hyperparameter_paths[key]))
+        by_path.setdefault(section.hyperparameter_paths[key], {})[key] = value
+    checked: dict[str, Any] = {}
+    for path, values in by_path.items():
+        with problems.collect():  # check_hyperparameters reports every problem of its mapping
+            checked.update(check_hyperparameters(entry, values, path))
     return OptimizerSpec(
         entry,
         {**entry.defaults, **checked},
