@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,10 @@ import optforge
 from optforge.distributed import load_checkpoint, save_checkpoint
 from optforge.optimizers.composite import CompositeOptimizer
 from tests.integrations._common import assert_same_params, data, full_params, rank_share, tiny_model
+from tests.integrations.test_fsdp import fully_sharded_model
+
+# The model is tiny: one thread is the fastest (the ranks run with one too).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS = 6
 CONFIG: dict[str, Any] = {
@@ -46,15 +49,6 @@ FLOAT32_CONFIG: dict[str, Any] = {
         }
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The model is tiny: one thread is the fastest (the ranks run with one too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(model: nn.Module, config: dict[str, Any] = CONFIG) -> tuple[CompositeOptimizer, Any]:
@@ -124,18 +118,6 @@ def _agree(error: str | None) -> str | None:
     return (error or "failed on another rank") if failed.item() else None
 
 
-def _sharded(world_size: int) -> nn.Module:
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
-    model = tiny_model()
-    mesh = init_device_mesh("cpu", (world_size,))
-    for layer in model:
-        if isinstance(layer, nn.Linear):
-            fully_shard(layer, mesh=mesh)
-    return fully_shard(model, mesh=mesh)
-
-
 def ranks(rank: int, world_size: int, workdir: Path) -> dict[str, Any]:
     x, y = data()
     x, y = rank_share(x, rank, world_size), rank_share(y, rank, world_size)
@@ -148,17 +130,17 @@ def ranks(rank: int, world_size: int, workdir: Path) -> dict[str, Any]:
 
     error = None
     try:
-        model = _sharded(world_size)
+        model = fully_sharded_model(world_size)
         train(model, *build(model, FLOAT32_CONFIG), x, y, STEPS)
         results["fsdp-float32"] = full_params(model)
 
-        model = _sharded(world_size)
+        model = fully_sharded_model(world_size)
         optimizer, scheduler = build(model)
         train(model, optimizer, scheduler, x, y, 3)
         save_checkpoint(workdir / "fsdp-ckpt", model, optimizer, scheduler)
         train(model, optimizer, scheduler, x, y, STEPS - 3)
         results["fsdp"] = full_params(model)
-        resumed = _sharded(world_size)
+        resumed = fully_sharded_model(world_size)
         optimizer2, scheduler2 = build(resumed)
         load_checkpoint(workdir / "fsdp-ckpt", resumed, optimizer2, scheduler2)
         train(resumed, optimizer2, scheduler2, x, y, STEPS - 3)

@@ -6,7 +6,6 @@ import copy
 import io
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,17 +20,10 @@ from optforge.errors import ConfigError
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.schedules import compute_lr, parse_schedule
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 VOCAB, DIM = 32, 16
 LR = 0.01
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The models are tiny: one thread is the fastest, and the shared cores stay free."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Block(nn.Module):
