@@ -242,6 +242,32 @@ def test_many_dtypes_and_layouts_never_hit_the_recompile_limit():
                     assert all(torch.isfinite(p.float()).all() for p in params)
 
 
+def test_cpu_kernels_stay_multi_threaded_whatever_the_first_call():
+    """Inductor sizes a CPU loop's threading from the first call and caches it for every later size.
+
+    A kernel first compiled for a few elements under one thread must still run
+    its loop under OpenMP, taking its thread count from the runtime.
+    """
+    import torch._inductor.config
+    from torch._inductor.utils import run_and_get_code
+
+    from optforge.optimizers.lion import _lion_kernel
+
+    kernel = _fused.compile_kernel(_lion_kernel, "lion_kernel_threading_probe", "cpu")
+    tensors = [torch.ones(8), torch.ones(8), torch.zeros(8)]
+    scalars = torch.tensor([0.1, 1.0, 0.9, 0.1, 0.99, 0.01, 1.0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch._inductor.config.patch(fx_graph_cache=False):
+            _, codes = run_and_get_code(kernel, *tensors, scalars)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(tensors[0], torch.full((8,), 0.9))
+    assert any("#pragma omp parallel\n" in code for code in codes)
+    assert not any("num_threads(" in code for code in codes)
+
+
 @pytest.mark.parametrize("name", ["Lion", "AdamWScheduleFree"])
 def test_fused_path_survives_new_gradients_state_loads_and_swapped_storage(name):
     """The fused path reuses its split of the tensors between steps; anything replaced must be picked up."""

@@ -211,6 +211,25 @@ def combine(paths: Sequence[StepPath]) -> StepPath:
 # ---------------------------------------------------------------- compiling
 _COMPILED: dict[tuple[Callable[..., None], torch.dtype, str], Callable[..., None]] = {}
 
+# Inductor options per device type. On CPU, inductor decides whether a loop runs
+# on several threads from the size and thread count of the first call, and its
+# cache then serves that code to every later size and process: a kernel first
+# called on a few elements, or under one thread, would stay single-threaded.
+# ``dynamic_threads`` always emits the OpenMP parallel loop and leaves the
+# thread count to the runtime (``torch.set_num_threads``).
+_COMPILE_OPTIONS: dict[str, dict[str, object]] = {"cpu": {"cpp.dynamic_threads": True}, "cuda": {}}
+
+
+def compile_kernel(kernel: Callable[..., None], name: str, device_type: str) -> Callable[..., None]:
+    """``kernel`` under a code object of its own named ``name``, compiled for ``device_type``.
+
+    Shapes are dynamic, so every 1-D size shares one graph.
+    """
+    code = kernel.__code__.replace(co_name=name, co_qualname=name)
+    clone = types.FunctionType(code, kernel.__globals__, name, kernel.__defaults__, kernel.__closure__)
+    options = _COMPILE_OPTIONS.get(device_type) or None
+    return torch.compile(clone, dynamic=True, fullgraph=True, options=options)
+
 
 def _compiled(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Callable[..., None]:
     """``kernel`` compiled for one dtype and device type.
@@ -223,9 +242,7 @@ def _compiled(kernel: Callable[..., None], dtype: torch.dtype, device_type: str)
     fn = _COMPILED.get(key)
     if fn is None:
         name = f"{kernel.__name__}_{str(dtype).removeprefix('torch.')}_{device_type}"
-        code = kernel.__code__.replace(co_name=name, co_qualname=name)
-        clone = types.FunctionType(code, kernel.__globals__, name, kernel.__defaults__, kernel.__closure__)
-        fn = _COMPILED[key] = torch.compile(clone, dynamic=True, fullgraph=True)
+        fn = _COMPILED[key] = compile_kernel(kernel, name, device_type)
     return fn
 
 
