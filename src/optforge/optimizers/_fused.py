@@ -361,6 +361,16 @@ class _Plan:
     # reused buffers that parameters and gradients of a batch are gathered into, by (list position, dtype, device)
     workspace: dict[tuple[int, torch.dtype, torch.device], Tensor] = field(default_factory=dict)
     capacity: int = 0  # elements of the largest batch
+    # per (batch, list position): the gather buffer it was split over and its 1-D pieces, one per tensor
+    pieces: dict[tuple[int, int], tuple[int, tuple[Tensor, ...]]] = field(default_factory=dict)
+
+    def pieces_of(self, batch: int, position: int, flat: Tensor, sizes: list[int]) -> tuple[Tensor, ...]:
+        """``flat`` split into ``sizes``, made once per batch while the gather buffer stays the same."""
+        key = (batch, position)
+        cached = self.pieces.get(key)
+        if cached is None or cached[0] != flat.data_ptr():
+            cached = self.pieces[key] = (flat.data_ptr(), torch.split(flat, sizes))
+        return cached[1]
 
     def gather(self, position: int, members: list[Tensor], flat_1d: bool) -> Tensor:
         """``members`` concatenated into this plan's buffer for ``position`` (no allocation after the first step)."""
@@ -490,7 +500,7 @@ def apply_fused(
             flats = [_alias_1d(tl[i]) for tl in tensor_lists]
             if not _run_compiled(kernel, flats, scalars_for(flats[0])):
                 eager.append(i)
-        for indices, buffers, sizes in plan.batches:
+        for batch, (indices, buffers, sizes) in enumerate(plan.batches):
             flats = [
                 buffers[position]
                 if position in buffers
@@ -504,7 +514,8 @@ def apply_fused(
                 if w in buffers:
                     continue
                 if sizes is not None:
-                    torch._foreach_copy_([tensor_lists[w][i] for i in indices], torch.split(flats[w], sizes))
+                    pieces = plan.pieces_of(batch, w, flats[w], sizes)
+                    torch._foreach_copy_([tensor_lists[w][i] for i in indices], pieces)
                 else:
                     unflatten_into(flats[w], [tensor_lists[w][i] for i in indices])
     if eager:
