@@ -169,16 +169,18 @@ def init_adam_group(
     exp_avg_sqs: list[Tensor],
 ) -> None:
     """Collect params with a gradient, their gradients, ``z`` and ``exp_avg_sq`` (created lazily)."""
+    name, state_of = type(optimizer).__name__, optimizer.state
     for p in group["params"]:
-        if p.grad is None:
+        grad = p.grad
+        if grad is None:
             continue
-        check_grad(type(optimizer).__name__, p.grad)
-        state = optimizer.state[p]
+        check_grad(name, grad)
+        state = state_of[p]
         if "z" not in state:
             state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         params.append(p)
-        grads.append(p.grad)
+        grads.append(grad)
         zs.append(state["z"])
         exp_avg_sqs.append(state["exp_avg_sq"])
 

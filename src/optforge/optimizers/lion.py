@@ -109,15 +109,17 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     ) -> None:
+        state_of = self.state
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            check_grad("Lion", p.grad)
-            state = self.state[p]
-            if len(state) == 0:
+            check_grad("Lion", grad)
+            state = state_of[p]
+            if not state:
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
-            grads.append(p.grad)
+            grads.append(grad)
             exp_avgs.append(state["exp_avg"])
 
     @torch.no_grad()

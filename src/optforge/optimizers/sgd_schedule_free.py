@@ -110,15 +110,17 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         return group["momentum"]
 
     def _init_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], zs: list[Tensor]) -> None:
+        name, state_of = type(self).__name__, self.state
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            check_grad(type(self).__name__, p.grad)
-            state = self.state[p]
+            check_grad(name, grad)
+            state = state_of[p]
             if "z" not in state:
                 state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
             params.append(p)
-            grads.append(p.grad)
+            grads.append(grad)
             zs.append(state["z"])
 
     def _step_group(self, group: dict[str, Any]) -> None:
