@@ -254,16 +254,26 @@ def time_one(
     reference: torch.optim.Optimizer | None,
     device: torch.device,
 ) -> Result:
-    """Median step time, and per-step ratios to ``reference`` (fused AdamW) stepping in between."""
+    """Median step time, and per-step ratios to ``reference`` (fused AdamW) stepping in between.
+
+    Each timed step is paired with one reference step, and the pairs alternate
+    which of the two runs first, so that whatever one step leaves behind for the
+    next (warm caches, sleeping threads) favours neither side.
+    """
     timed = _timer(device)
     opt = entry.factory(params)
     first = timed(opt.step)
     times, ratios = [], []
-    for _ in range(steps):
-        own = timed(opt.step)
+    for i in range(steps):
+        if reference is not None and i % 2:
+            ref = timed(reference.step)
+            own = timed(opt.step)
+        else:
+            own = timed(opt.step)
+            ref = timed(reference.step) if reference is not None else 0.0
         times.append(own)
         if reference is not None:
-            ratios.append(own / timed(reference.step))
+            ratios.append(own / ref)
     numel = sum(p.numel() for p in params)
     result = Result(
         entry.name,
