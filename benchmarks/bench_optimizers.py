@@ -190,6 +190,25 @@ class Result:
     bytes_per_step: int
     ratios: list[float] = field(default_factory=list)
     transient: int | None = None
+    times_ms: list[float] = field(default_factory=list)
+
+
+def merge(runs: list[Result]) -> Result:
+    """One optimizer's results over repeats: every step's time and ratio pooled, first step of the first run."""
+    first = runs[0]
+    times = [t for r in runs for t in r.times_ms]
+    ratios = [x for r in runs for x in r.ratios]
+    return Result(
+        first.name,
+        first.path,
+        statistics.median(times),
+        first.first_ms,
+        first.state_bytes,
+        first.bytes_per_step,
+        ratios,
+        first.transient,
+        times,
+    )
 
 
 def _state_bytes(opt: torch.optim.Optimizer) -> int:
@@ -283,6 +302,7 @@ def time_one(
         _state_bytes(opt),
         numel * entry.bytes_per_element,
         ratios,
+        times_ms=[t * 1e3 for t in times],
     )
     del opt
     gc.collect()
@@ -369,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the transient-memory pass")
     parser.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache (first step faster)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timing passes, each over newly allocated parameters and state; steps of all passes are pooled",
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--names", default="[]", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -397,18 +423,27 @@ def main(argv: list[str] | None = None) -> int:
     copies: dict[str, float] = {}
     with compile_cache(cold=not args.warm_cache):
         for layout, shapes in selected:
-            params = make_params(shapes, device)
-            copies[layout] = probe_bandwidth(device)
-            reference = chosen[0].factory(params)
-            reference.step()
-            results[layout] = []
-            for entry in chosen:
-                result = time_one(entry, params, steps, None if entry.name == REFERENCE else reference, device)
-                results[layout].append(result)
-                print(f"  {layout}: {entry.name} ({result.path}): {result.median_ms:.1f} ms", file=sys.stderr)
-            copies[layout] = max(copies[layout], probe_bandwidth(device))  # the quieter of two moments
-            del params, reference
-            gc.collect()
+            copies[layout] = 0.0
+            runs: list[list[Result]] = []
+            for repeat in range(max(1, args.repeats)):
+                # new buffers in each pass: how fast a buffer streams depends on where it lands in memory
+                params = make_params(shapes, device)
+                copies[layout] = max(copies[layout], probe_bandwidth(device))  # the quietest moment
+                reference = chosen[0].factory(params)
+                reference.step()
+                runs.append([])
+                for entry in chosen:
+                    result = time_one(entry, params, steps, None if entry.name == REFERENCE else reference, device)
+                    runs[-1].append(result)
+                    print(
+                        f"  {layout} pass {repeat + 1}: {entry.name} ({result.path}): {result.median_ms:.1f} ms, "
+                        f"{statistics.median(result.ratios) if result.ratios else 1.0:.2f}x",
+                        file=sys.stderr,
+                    )
+                del params, reference
+                gc.collect()
+            copies[layout] = max(copies[layout], probe_bandwidth(device))
+            results[layout] = [merge(list(column)) for column in zip(*runs)]
         if not args.no_memory:
             for layout, _ in selected:
                 transients = measure_in_child(args, layout, [r.name for r in results[layout]])
