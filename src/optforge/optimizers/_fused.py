@@ -46,6 +46,7 @@ __all__ = [
     "SMALL_NUMEL",
     "StepPath",
     "apply_fused",
+    "compile_kernel",
     "compile_problem",
     "flatten",
     "scalar_tensor",
