@@ -301,3 +301,31 @@ def test_eager_paths_in_pieces_are_bit_identical(name, impl, monkeypatch):
     assert len(_common.in_pieces([[torch.zeros(300, 300)]])[0]) == 90
     _, pieces = _trajectory(name, torch.float32, steps=3, **impl)
     assert all(torch.equal(a, b) for a, b in zip(whole, pieces))
+
+
+@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}])
+def test_in_place_schedule_free_sgd_updates_whole_tensors(impl, monkeypatch):
+    """Without weight decay or maximize the eager update allocates nothing, so pieces would only cost time."""
+    import importlib
+
+    from optforge.optimizers import _common
+
+    sgd_schedule_free = importlib.import_module(
+        "optforge.optimizers.sgd_schedule_free"
+    )  # the package exports a function
+    monkeypatch.setattr(_common, "_piece_limit", lambda tensors: 1000)
+    calls = []
+    for name in ("in_pieces", "piece_groups"):
+        original = getattr(sgd_schedule_free, name)
+        monkeypatch.setattr(
+            sgd_schedule_free, name, lambda *args, _original=original, **kwargs: calls.append(1) or _original(*args)
+        )
+    params = _params()
+    for weight_decay, pieces_expected in ((0.0, False), (0.01, True)):
+        calls.clear()
+        opt = SGDScheduleFree(params, lr=0.05, weight_decay=weight_decay, **impl)
+        opt.train()
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+        assert bool(calls) is pieces_expected

@@ -181,6 +181,15 @@ def sgd_schedule_free(
     )
 
 
+def _makes_temporaries(weight_decay: float, maximize: bool) -> bool:
+    """Whether the eager update allocates gradient-sized tensors.
+
+    Without weight decay or ``maximize`` it is three in-place operations, which run
+    faster on whole tensors than on pieces.
+    """
+    return maximize or weight_decay != 0
+
+
 def _single_tensor_sgd_schedule_free(
     params: list[Tensor],
     grads: list[Tensor],
@@ -193,7 +202,10 @@ def _single_tensor_sgd_schedule_free(
     maximize: bool,
 ) -> None:
     y_coef = lr * (momentum * (1 - ckp1) - 1)
-    for y, grad, z in zip(*in_pieces([params, grads, zs])):
+    tensor_lists = [params, grads, zs]
+    if _makes_temporaries(weight_decay, maximize):
+        tensor_lists = in_pieces(tensor_lists)  # temporaries the size of a piece, not of the largest tensor
+    for y, grad, z in zip(*tensor_lists):
         if maximize:
             grad = torch.neg(grad)
             if weight_decay != 0:
@@ -219,7 +231,8 @@ def _multi_tensor_sgd_schedule_free(
     y_coef = lr * (momentum * (1 - ckp1) - 1)
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, zs])  # type: ignore[list-item]
     for device_lists, _ in grouped.values():
-        for ys, device_grads, device_zs in piece_groups(device_lists):
+        groups = piece_groups(device_lists) if _makes_temporaries(weight_decay, maximize) else [device_lists]
+        for ys, device_grads, device_zs in groups:
             if maximize:
                 device_grads = torch._foreach_neg(device_grads)
                 if weight_decay != 0:
