@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -295,17 +295,6 @@ def _stand_in_note(used: str, document: Mapping[str, Any]) -> str:
     )
 
 
-def _integers(value: Any) -> Iterator[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _integers(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _integers(item)
-
-
 def schedule_peak(schedule: Any, *, steps_per_epoch: int | None = None, total_steps: int | None = None) -> float:
     """The largest lr of one schedule, over its steps up to twice its longest length (at least 1,000).
 
@@ -316,10 +305,11 @@ def schedule_peak(schedule: Any, *, steps_per_epoch: int | None = None, total_st
         >>> schedule_peak({"cosine_decay": {"peak_value": 0.3, "warmup_steps": 10, "decay_steps": 100}})
         0.3
     """
+    from optforge.cli_files import leaves
     from optforge.schedules import make_schedule
 
     lr = make_schedule(schedule, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-    lengths = [*_integers(schedule), *(n for n in (steps_per_epoch, total_steps) if n is not None)]
+    lengths = [*leaves(schedule, int), *(n for n in (steps_per_epoch, total_steps) if n is not None)]
     horizon = min(max(2 * max(lengths, default=0), 1000), 200_000)
     return max(lr(step) for step in range(horizon + 1))
 

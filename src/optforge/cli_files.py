@@ -98,19 +98,25 @@ def header_model(path: Path) -> str | None:
     return None
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
+def leaves(value: Any, kind: type) -> Iterator[Any]:
+    """Every value of type ``kind`` in a nested document of mappings, lists and tuples (a bool is not an int).
+
+    Example:
+        >>> list(leaves({"a": [1, "x", True], "b": {"c": 2}}, int))
+        [1, 2]
+    """
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         yield value
     elif isinstance(value, Mapping):
         for item in value.values():
-            yield from _strings(item)
+            yield from leaves(item, kind)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _strings(item)
+            yield from leaves(item, kind)
 
 
 def _has_interpolations(document: Any) -> bool:
-    return any(_INTERPOLATION.search(text) for text in _strings(document))
+    return any(_INTERPOLATION.search(text) for text in leaves(document, str))
 
 
 # The run a template scheduler file is checked for (epochs, iterations): lengths written as fractions scale to it.
