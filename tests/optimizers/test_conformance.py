@@ -18,23 +18,14 @@ from optforge.optimizers import (
     ScheduleFreeWrapper,
     SGDScheduleFree,
 )
+from tests.optimizers._factories import OWN_FACTORIES
 
 
 def _wrapper(params, **impl):
     return ScheduleFreeWrapper(torch.optim.SGD(params, lr=0.05, **impl), weight_decay_at_y=0.01)
 
 
-FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "Lion": lambda params, **impl: Lion(params, lr=1e-2, weight_decay=0.1, **impl),
-    "AdamWScheduleFree": lambda params, **impl: AdamWScheduleFree(
-        params, lr=1e-2, weight_decay=0.01, warmup_steps=2, **impl
-    ),
-    "SGDScheduleFree": lambda params, **impl: SGDScheduleFree(params, lr=0.05, weight_decay=0.01, **impl),
-    "RAdamScheduleFree": lambda params, **impl: RAdamScheduleFree(
-        params, lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, silent_sgd_phase=False, **impl
-    ),
-    "ScheduleFreeWrapper": _wrapper,
-}
+FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {**OWN_FACTORIES, "ScheduleFreeWrapper": _wrapper}
 IMPLS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 CASES = [
     pytest.param(name, impl, id=f"{name}-{impl}")

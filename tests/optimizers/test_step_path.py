@@ -6,24 +6,14 @@ import pytest
 import torch
 
 from optforge.optimizers import (
-    AdamWScheduleFree,
     Lion,
-    RAdamScheduleFree,
     ScheduleFreeOptimizer,
     SGDScheduleFree,
     _fused,
 )
+from tests.optimizers._factories import OWN_FACTORIES
 
-FACTORIES = {
-    "Lion": lambda params, **impl: Lion(params, lr=1e-2, weight_decay=0.1, **impl),
-    "AdamWScheduleFree": lambda params, **impl: AdamWScheduleFree(
-        params, lr=1e-2, weight_decay=0.01, warmup_steps=2, **impl
-    ),
-    "SGDScheduleFree": lambda params, **impl: SGDScheduleFree(params, lr=0.05, weight_decay=0.01, **impl),
-    "RAdamScheduleFree": lambda params, **impl: RAdamScheduleFree(
-        params, lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, silent_sgd_phase=False, **impl
-    ),
-}
+FACTORIES = OWN_FACTORIES
 # a large tensor (one compiled call of its own) and small ones (gathered into a flat batch)
 SHAPES = [(300, 300), (5, 7), (64,), (257, 3)]
 

@@ -1,0 +1,20 @@
+"""optforge's own optimizers, each with test hyperparameters that exercise weight decay and warmup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from optforge.optimizers import AdamWScheduleFree, Lion, RAdamScheduleFree, SGDScheduleFree
+
+OWN_FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "Lion": lambda params, **impl: Lion(params, lr=1e-2, weight_decay=0.1, **impl),
+    "AdamWScheduleFree": lambda params, **impl: AdamWScheduleFree(
+        params, lr=1e-2, weight_decay=0.01, warmup_steps=2, **impl
+    ),
+    "SGDScheduleFree": lambda params, **impl: SGDScheduleFree(params, lr=0.05, weight_decay=0.01, **impl),
+    "RAdamScheduleFree": lambda params, **impl: RAdamScheduleFree(
+        params, lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, silent_sgd_phase=False, **impl
+    ),
+}
