@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 import threading
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from optforge.errors import ConfigError, unknown_choice
 
@@ -171,6 +171,20 @@ class NamedRegistry(Generic[EntryT]):
 
     def _article(self) -> str:
         return "an" if self.what[:1] in "aeiou" else "a"
+
+    def naming(self, cls: Any, name: str | None, description: str) -> tuple[str, str]:
+        """The name and description to register ``cls`` under.
+
+        Where not given, they are its class name and its docstring's first line; a
+        lazy ``"module:attr"`` string has neither, so it must come with a name.
+        """
+        if name is None:
+            if isinstance(cls, str):
+                raise ConfigError(f"a lazily registered {self.what} needs an explicit name", path="name")
+            name = cls.__name__
+        if not description and not isinstance(cls, str):
+            description = (cls.__doc__ or "").strip().split("\n", 1)[0].strip()
+        return name, description
 
     def add(self, entry: EntryT, *, overwrite: bool) -> None:
         """Register ``entry`` under its name and aliases; a name already taken is an error unless ``overwrite``."""

@@ -276,12 +276,7 @@ def register_optimizer(
 
         return decorator
 
-    if name is None:
-        if isinstance(cls, str):
-            raise ConfigError("a lazily registered optimizer needs an explicit name", path="name")
-        name = cls.__name__
-    if not description and not isinstance(cls, str):
-        description = (cls.__doc__ or "").strip().split("\n", 1)[0].strip()
+    name, description = _REGISTRY.naming(cls, name, description)
     entry = OptimizerEntry(
         name=name,
         cls=cls,

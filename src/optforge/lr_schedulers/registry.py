@@ -103,14 +103,9 @@ def register_scheduler(
             return klass
 
         return decorator
-    if name is None:
-        if isinstance(cls, str):
-            raise ConfigError("a lazily registered scheduler needs an explicit name", path="name")
-        name = cls.__name__
+    name, description = _REGISTRY.naming(cls, name, description)
     if not isinstance(cls, str) and not callable(cls):
         raise ConfigError(f"a scheduler must be a class or a factory, got {type(cls).__name__}", path="cls")
-    if not description and not isinstance(cls, str):
-        description = (cls.__doc__ or "").strip().split("\n", 1)[0].strip()
     entry = SchedulerEntry(
         name=name, cls=cls, provider=provider, description=description, aliases=tuple(aliases), **fields
     )
