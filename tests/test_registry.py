@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import optforge
 from optforge.errors import ConfigError
@@ -113,3 +115,27 @@ def test_import_optforge_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cls=st.one_of(
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.booleans(),
+        st.binary(max_size=4),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    ),
+    name=st.one_of(st.none(), st.text(min_size=1, max_size=8)),
+    kind=st.sampled_from(["optimizer", "scheduler"]),
+)
+def test_registering_something_that_cannot_be_called_is_one_config_error(cls, name, kind) -> None:
+    register = optforge.register_optimizer if kind == "optimizer" else optforge.register_scheduler
+    listed = optforge.list_optimizers if kind == "optimizer" else optforge.list_schedulers
+    before = listed()
+    with pytest.raises(ConfigError) as caught:
+        register(cls, name=name)
+    assert [path for path, _ in caught.value.problems] == ["cls"]
+    assert f"must be a class or a factory, got {type(cls).__name__}" in str(caught.value)
+    assert listed() == before

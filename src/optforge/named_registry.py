@@ -177,7 +177,12 @@ class NamedRegistry(Generic[EntryT]):
 
         Where not given, they are its class name and its docstring's first line; a
         lazy ``"module:attr"`` string has neither, so it must come with a name.
+        Anything else that cannot be called is not an entry.
         """
+        if not isinstance(cls, str) and not callable(cls):
+            raise ConfigError(
+                f"{self._article()} {self.what} must be a class or a factory, got {type(cls).__name__}", path="cls"
+            )
         if name is None:
             if isinstance(cls, str):
                 raise ConfigError(f"a lazily registered {self.what} needs an explicit name", path="name")

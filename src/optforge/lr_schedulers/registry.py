@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from optforge.errors import ConfigError
 from optforge.lr_schedulers.entry import SchedulerEntry
 from optforge.named_registry import NamedRegistry, Provider
 
@@ -104,8 +103,6 @@ def register_scheduler(
 
         return decorator
     name, description = _REGISTRY.naming(cls, name, description)
-    if not isinstance(cls, str) and not callable(cls):
-        raise ConfigError(f"a scheduler must be a class or a factory, got {type(cls).__name__}", path="cls")
     entry = SchedulerEntry(
         name=name, cls=cls, provider=provider, description=description, aliases=tuple(aliases), **fields
     )
