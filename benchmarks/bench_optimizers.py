@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -184,30 +184,25 @@ def transient_bytes(step: Callable[[], object], device: torch.device) -> int | N
 class Result:
     name: str
     path: str
-    median_ms: float
     first_ms: float
     state_bytes: int
     bytes_per_step: int
+    times_ms: list[float]
     ratios: list[float] = field(default_factory=list)
     transient: int | None = None
-    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
 
 
 def merge(runs: list[Result]) -> Result:
     """One optimizer's results over repeats: every step's time and ratio pooled, first step of the first run."""
     first = runs[0]
-    times = [t for r in runs for t in r.times_ms]
-    ratios = [x for r in runs for x in r.ratios]
-    return Result(
-        first.name,
-        first.path,
-        statistics.median(times),
-        first.first_ms,
-        first.state_bytes,
-        first.bytes_per_step,
-        ratios,
-        first.transient,
-        times,
+    return replace(
+        first,
+        times_ms=[t for r in runs for t in r.times_ms],
+        ratios=[x for r in runs for x in r.ratios],
     )
 
 
@@ -284,25 +279,26 @@ def time_one(
     first = timed(opt.step)
     times, ratios = [], []
     for i in range(steps):
-        if reference is not None and i % 2:
+        if reference is None:
+            times.append(timed(opt.step))
+            continue
+        if i % 2:
             ref = timed(reference.step)
             own = timed(opt.step)
         else:
             own = timed(opt.step)
-            ref = timed(reference.step) if reference is not None else 0.0
+            ref = timed(reference.step)
         times.append(own)
-        if reference is not None:
-            ratios.append(own / ref)
+        ratios.append(own / ref)
     numel = sum(p.numel() for p in params)
     result = Result(
         entry.name,
         _path_of(opt),
-        statistics.median(times) * 1e3,
         first * 1e3,
         _state_bytes(opt),
         numel * entry.bytes_per_element,
+        [t * 1e3 for t in times],
         ratios,
-        times_ms=[t * 1e3 for t in times],
     )
     del opt
     gc.collect()
