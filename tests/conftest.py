@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
+
+# CPU kernels built by the tests go to a cache of their own, shared by the test processes, not the user's
+os.environ.setdefault("OPTFORGE_CACHE_DIR", os.path.join(tempfile.gettempdir(), "optforge-test-kernels"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,16 @@
-"""Single-pass ("fused") elementwise updates built with ``torch.compile``, and when to use them.
+"""Single-pass ("fused") elementwise updates, and when to use them.
 
 Each optimizer writes its whole update for one tensor as one elementwise
-function ``kernel(*tensors, scalars)`` that assigns its results with ``copy_``.
-:func:`apply_fused` compiles it once per dtype and device type (shapes are
-dynamic, so every 1-D size shares one graph) and calls it on
+function ``kernel(*tensors, scalars)`` in torch operations that assigns its
+results with ``copy_``. :func:`apply_fused` builds it once per dtype and device
+type, by the backend of the device type (:data:`_BACKENDS`): on CPU the function
+is traced into a C loop that the system compiler builds in a fraction of a
+second (:mod:`optforge.optimizers._native`); on CUDA ``torch.compile``
+generates a Triton kernel (shapes are dynamic, so every 1-D size shares one
+graph). The kernel runs on
 
-* each large contiguous tensor, flattened, so the update reads and writes
-  every element once, near memory bandwidth;
+* each large contiguous tensor, so the update reads and writes every element
+  once, near memory bandwidth;
 * batches of small tensors of one dtype, because per-call overhead, not
   bandwidth, bounds small tensors. Parameters and gradients are gathered into
   buffers allocated once (and parameters written back); the optimizer's own
@@ -16,19 +20,19 @@ dynamic, so every 1-D size shares one graph) and calls it on
   parameter and state tensors come back.
 
 Hyperparameters travel in the ``scalars`` tensor, so a new learning rate never
-triggers a recompile. Tensors the kernel cannot take (non-contiguous, a dtype
+triggers a rebuild. Tensors the kernel cannot take (non-contiguous, a dtype
 without a kernel) go through the eager single-tensor update, and so does
-everything when compiling fails.
+everything when building fails.
 
 :func:`select_path` decides which implementation a step uses; with no flag set
-it picks the fused one where a compiler works and the tensors are large enough
-to repay the compilation (:data:`AUTO_FUSED_MIN_NUMEL`).
+it picks the fused one where kernels can be built and the tensors are large
+enough to repay building them (:data:`AUTO_FUSED_MIN_NUMEL`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import sys
 import types
 import warnings
 import weakref
@@ -38,6 +42,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from optforge.optimizers import _native
 
 __all__ = [
     "AUTO_FUSED_DTYPES",
@@ -61,19 +67,20 @@ SMALL_NUMEL = 1 << 16
 # elements: 2^16 -> 1.29x, 2^17 -> 1.15x, 2^18 -> 1.05x, 2^19 -> 1.05x the time
 # of torch's fused AdamW, one thread).
 BATCH_NUMEL = 1 << 18
-# With no flag set, the fused path is chosen for at least this many elements of
-# one param group: compiling costs seconds once per process (less with a warm
-# inductor cache), which a step over 4M elements repays within a few thousand
-# steps on a CPU, and at once on larger models.
-AUTO_FUSED_MIN_NUMEL = 1 << 22
+#: With no flag set, the fused path is chosen for a param group of at least this
+#: many elements, per device type: enough for the kernels to repay building them.
+#: A CPU kernel builds in about 0.1 s, once per machine (then it loads from the
+#: disk cache in milliseconds); at 65,536 float32 elements a fused step takes
+#: 0.3-0.9x the time of the eager loop (2 threads). On CUDA, ``torch.compile``
+#: costs seconds once per process (less with a warm inductor cache), which a
+#: step over 4M elements repays at once.
+AUTO_FUSED_MIN_NUMEL: dict[str, int] = {"cpu": 1 << 16, "cuda": 1 << 22}
 #: Dtypes the compiled kernels are built for.
 FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 #: Dtypes for which the fused path is chosen automatically. Its results agree
 #: with the eager paths' within rounding, not bit for bit, so float64, used where
 #: exact reproduction matters, keeps the eager path unless ``fused=True``.
 AUTO_FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32})
-# Device types with a torch.compile code generator.
-_DEVICE_TYPES = ("cpu", "cuda")
 
 
 class StepPath(NamedTuple):
@@ -89,44 +96,40 @@ class StepPath(NamedTuple):
 
 
 # ---------------------------------------------------------------- choosing the path
-# Device type -> why compiling failed in this process; the fused path is not used again there.
+# Device type -> why building a kernel failed in this process; the fused path is not used again there.
 _FAILED: dict[str, str] = {}
 
 
-@functools.lru_cache(maxsize=8)
-def _cpu_compiler_problem(cxx: object) -> str | None:
-    from torch._inductor import cpp_builder
-
-    try:
-        cpp_builder.get_cpp_compiler()
-    except Exception as error:  # inductor raises its own InvalidCxxCompiler, among others
-        return f"no working C++ compiler for torch.compile ({type(error).__name__}; searched {cxx!r})"
+def _compile_disabled() -> str | None:
+    """Why the user has turned JIT compilation off, or ``None``; does not import torch._dynamo for it."""
+    if os.environ.get("TORCH_COMPILE_DISABLE", "0") == "1":
+        return "torch.compile is disabled (TORCH_COMPILE_DISABLE=1)"
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None and dynamo.config.disable:
+        return "torch.compile is disabled (torch._dynamo.config.disable)"
     return None
 
 
 def compile_problem(device_type: str) -> str | None:
-    """Why fused kernels cannot be compiled for ``device_type`` in this process, or ``None``.
+    """Why fused kernels cannot be built for ``device_type`` in this process, or ``None``.
 
     Example:
         >>> compile_problem("mps")
         "no fused kernels for device type 'mps'"
     """
-    if device_type not in _DEVICE_TYPES:
+    if device_type not in _BACKENDS:
         return f"no fused kernels for device type {device_type!r}"
     if device_type in _FAILED:
         return _FAILED[device_type]
-    if os.environ.get("TORCH_COMPILE_DISABLE", "0") == "1":
-        return "torch.compile is disabled (TORCH_COMPILE_DISABLE=1)"
+    disabled = _compile_disabled()
+    if disabled is not None:
+        return disabled
+    if device_type == "cpu":
+        return _native.compiler_problem()
     import torch._dynamo
 
-    if torch._dynamo.config.disable:
-        return "torch.compile is disabled (torch._dynamo.config.disable)"
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile does not support this Python or platform"
-    if device_type == "cpu":
-        import torch._inductor.config
-
-        return _cpu_compiler_problem(repr(torch._inductor.config.cpp.cxx))
     from torch.utils._triton import has_triton
 
     return None if has_triton() else "Triton, which torch.compile needs for CUDA, is not installed"
@@ -150,8 +153,9 @@ def _unsuitable(params: Sequence[Tensor]) -> str | None:
             numel += p.numel()
     if "meta" in device_types:
         return "meta tensors"
-    if numel < AUTO_FUSED_MIN_NUMEL:
-        return f"{numel:,} elements, fewer than the {AUTO_FUSED_MIN_NUMEL:,} that repay compiling"
+    threshold = max(AUTO_FUSED_MIN_NUMEL.get(device_type, 0) for device_type in device_types)
+    if numel < threshold:
+        return f"{numel:,} elements, fewer than the {threshold:,} that repay building kernels"
     for device_type in sorted(device_types):
         problem = compile_problem(device_type)
         if problem is not None:
@@ -171,7 +175,7 @@ def select_path(params: Sequence[Tensor], foreach: bool | None, fused: bool | No
 
     Example:
         >>> select_path([torch.zeros(3)], None, None, "single")
-        StepPath(name='single', reason='automatic: 3 elements, fewer than the 4,194,304 that repay compiling')
+        StepPath(name='single', reason='automatic: 3 elements, fewer than the 65,536 that repay building kernels')
         >>> select_path([torch.zeros(3)], None, False, "single").reason
         'fused=False'
     """
@@ -190,7 +194,7 @@ def select_path(params: Sequence[Tensor], foreach: bool | None, fused: bool | No
     if problem is not None:
         return StepPath(default, f"automatic: {problem}")
     numel = sum(p.numel() for p in params)
-    return StepPath("fused", f"automatic: {numel:,} elements and a working torch.compile")
+    return StepPath("fused", f"automatic: {numel:,} elements and kernels that build")
 
 
 def combine(paths: Sequence[StepPath]) -> StepPath:
@@ -209,55 +213,68 @@ def combine(paths: Sequence[StepPath]) -> StepPath:
     return StepPath("mixed", "; ".join(f"group {i}: {p.name} ({p.reason})" for i, p in enumerate(paths)))
 
 
-# ---------------------------------------------------------------- compiling
-_COMPILED: dict[tuple[Callable[..., None], torch.dtype, str], Callable[..., None]] = {}
-
-# Inductor options per device type. On CPU, inductor decides whether a loop runs
-# on several threads from the size and thread count of the first call, and its
-# cache then serves that code to every later size and process: a kernel first
-# called on a few elements, or under one thread, would stay single-threaded.
-# ``dynamic_threads`` always emits the OpenMP parallel loop and leaves the
-# thread count to the runtime (``torch.set_num_threads``).
-_COMPILE_OPTIONS: dict[str, dict[str, object]] = {"cpu": {"cpp.dynamic_threads": True}, "cuda": {}}
+# ---------------------------------------------------------------- building kernels
+#: ``runner(tensors, scalars)`` updates contiguous tensors of one dtype, size and device.
+Runner = Callable[[Sequence[Tensor], Tensor], None]
+_RUNNERS: dict[tuple[Callable[..., None], torch.dtype, str], Runner] = {}
 
 
-def compile_kernel(kernel: Callable[..., None], name: str, device_type: str) -> Callable[..., None]:
-    """``kernel`` under a code object of its own named ``name``, compiled for ``device_type``.
-
-    Shapes are dynamic, so every 1-D size shares one graph.
-    """
-    code = kernel.__code__.replace(co_name=name, co_qualname=name)
-    clone = types.FunctionType(code, kernel.__globals__, name, kernel.__defaults__, kernel.__closure__)
-    options = _COMPILE_OPTIONS.get(device_type) or None
-    return torch.compile(clone, dynamic=True, fullgraph=True, options=options)
-
-
-def _compiled(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Callable[..., None]:
-    """``kernel`` compiled for one dtype and device type.
+def compile_kernel(kernel: Callable[..., None], name: str) -> Callable[..., None]:
+    """``kernel`` under a code object of its own named ``name``, compiled by ``torch.compile``.
 
     Each gets a code object of its own, so torch.compile's recompile limit,
     which counts graphs per code object, never trips however many dtypes,
-    devices and optimizers a process uses.
+    devices and optimizers a process uses. Shapes are dynamic, so every 1-D
+    size shares one graph.
     """
+    code = kernel.__code__.replace(co_name=name, co_qualname=name)
+    clone = types.FunctionType(code, kernel.__globals__, name, kernel.__defaults__, kernel.__closure__)
+    return torch.compile(clone, dynamic=True, fullgraph=True)
+
+
+def _compiled_runner(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Runner:
+    """A runner of ``kernel`` compiled by ``torch.compile`` (the CUDA backend)."""
+    compiled = compile_kernel(kernel, f"{kernel.__name__}_{str(dtype).removeprefix('torch.')}_{device_type}")
+
+    def run(tensors: Sequence[Tensor], scalars: Tensor) -> None:
+        # 1-D aliases that are not views and do not require grad: one graph serves every tensor and flat buffer
+        compiled(*[_alias_1d(t) for t in tensors], scalars)
+
+    return run
+
+
+def _native_runner(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Runner:
+    """A runner of ``kernel`` traced into C and built by the system compiler (the CPU backend)."""
+    return _native.native_kernel(kernel, dtype)
+
+
+# How each device type builds kernels.
+_BACKENDS: dict[str, Callable[[Callable[..., None], torch.dtype, str], Runner]] = {
+    "cpu": _native_runner,
+    "cuda": _compiled_runner,
+}
+
+
+def _runner(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Runner:
+    """``kernel`` built for one dtype and device type, once per process."""
     key = (kernel, dtype, device_type)
-    fn = _COMPILED.get(key)
-    if fn is None:
-        name = f"{kernel.__name__}_{str(dtype).removeprefix('torch.')}_{device_type}"
-        fn = _COMPILED[key] = compile_kernel(kernel, name, device_type)
-    return fn
+    runner = _RUNNERS.get(key)
+    if runner is None:
+        runner = _RUNNERS[key] = _BACKENDS[device_type](kernel, dtype, device_type)
+    return runner
 
 
-def _run_compiled(kernel: Callable[..., None], flats: Sequence[Tensor], scalars: Tensor) -> bool:
-    """Run the compiled ``kernel``; ``False`` (and the fused path off for the device) if compiling fails."""
-    device_type = flats[0].device.type
+def _run_kernel(kernel: Callable[..., None], tensors: Sequence[Tensor], scalars: Tensor) -> bool:
+    """Run ``kernel`` on ``tensors``; ``False`` (and the fused path off for the device) if building it fails."""
+    device_type = tensors[0].device.type
     if device_type in _FAILED:
         return False
     try:
-        _compiled(kernel, flats[0].dtype, device_type)(*flats, scalars)
+        _runner(kernel, tensors[0].dtype, device_type)(tensors, scalars)
     except Exception as error:  # a compiler or backend failure happens before any tensor is written
-        _FAILED[device_type] = f"compiling failed in this process ({type(error).__name__})"
+        _FAILED[device_type] = f"building kernels failed in this process ({type(error).__name__})"
         warnings.warn(
-            f"optforge: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); "
+            f"optforge: building a fused kernel failed ({type(error).__name__}: {str(error)[:300]}); "
             f"the optimizers use their eager implementations on {device_type} from now on",
             RuntimeWarning,
             stacklevel=4,
@@ -496,10 +513,8 @@ def apply_fused(
             return scalars[key]
 
         for i in plan.large:
-            # 1-D aliases that are not views and do not require grad: one graph serves
-            # these and the flat buffers of small tensors alike
-            flats = [_alias_1d(tl[i]) for tl in tensor_lists]
-            if not _run_compiled(kernel, flats, scalars_for(flats[0])):
+            tensors = [tl[i] for tl in tensor_lists]
+            if not _run_kernel(kernel, tensors, scalars_for(tensors[0])):
                 eager.append(i)
         for batch, (indices, buffers, sizes) in enumerate(plan.batches):
             flats = [
@@ -508,7 +523,7 @@ def apply_fused(
                 else plan.gather(position, [tl[i] for i in indices], sizes is not None)
                 for position, tl in enumerate(tensor_lists)
             ]
-            if not _run_compiled(kernel, flats, scalars_for(flats[0])):
+            if not _run_kernel(kernel, flats, scalars_for(flats[0])):
                 eager.extend(indices)
                 continue
             for w in written:
