@@ -317,12 +317,13 @@ def memory_one(factory: Factory, params: list[torch.nn.Parameter], device: torch
 
 @contextlib.contextmanager
 def compile_cache(cold: bool) -> Iterator[None]:
-    """A fresh, empty inductor cache, so first-step times include the full compilation."""
+    """Fresh, empty kernel caches (inductor's and optforge's), so first-step times include building every kernel."""
     if not cold:
         yield
         return
-    with tempfile.TemporaryDirectory(prefix="optforge-bench-inductor-") as path:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    with tempfile.TemporaryDirectory(prefix="optforge-bench-kernels-") as path:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(path, "inductor")
+        os.environ["OPTFORGE_CACHE_DIR"] = os.path.join(path, "optforge")
         yield
 
 
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=["all", "gpt2", "small"], default="all")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--no-memory", action="store_true", help="skip the transient-memory pass")
-    parser.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache (first step faster)")
+    parser.add_argument("--warm-cache", action="store_true", help="reuse the kernel caches (first step faster)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument(
         "--repeats",

@@ -44,7 +44,7 @@ def test_native_kernel_computes_what_the_torch_kernel_computes(name, dtype):
     arity = kernel.__code__.co_argcount - 1
     native, eager = _tensors(arity, dtype), _tensors(arity, dtype)
     scalars = _fused.scalar_tensor(SCALARS[:count], native[0])
-    _native.native_kernel(kernel, dtype)(native, scalars)
+    _native.native_kernel(kernel, dtype)([[t] for t in native], scalars)
     kernel(*eager, scalars)  # the same function, run by torch operation by operation
     for a, b in zip(native, eager):
         # torch's vectorized sqrt may differ from the correctly rounded one in the last bit, which
@@ -61,7 +61,7 @@ def test_reduced_precision_kernels_compute_in_float_and_round_once(name, dtype):
     native = _tensors(arity, dtype)
     upcast = [t.float() for t in native]
     scalars = _fused.scalar_tensor(SCALARS[:count], native[0])
-    _native.native_kernel(kernel, dtype)(native, scalars)
+    _native.native_kernel(kernel, dtype)([[t] for t in native], scalars)
     kernel(*upcast, scalars)
     for a, b in zip(native, upcast):
         mismatched = (a != b.to(dtype)) & ~(a.isnan() & b.isnan())
@@ -82,10 +82,33 @@ def _scale(y: torch.Tensor, x: torch.Tensor, s: torch.Tensor) -> None:
 def test_storing_rounds_to_nearest_even_as_torch_does(values, factor, dtype):
     x = torch.tensor(values, dtype=torch.float32).to(dtype)
     y = torch.empty_like(x)
-    _native.native_kernel(_scale, dtype)([y, x], torch.tensor([factor]))
+    _native.native_kernel(_scale, dtype)([[y], [x]], torch.tensor([factor]))
     expected = (x.float() * torch.tensor(factor)).to(dtype)
     assert torch.equal(y.isnan(), expected.isnan())
     assert torch.equal(y[~y.isnan()], expected[~expected.isnan()])
+
+
+def _axpy(y: torch.Tensor, x: torch.Tensor, s: torch.Tensor) -> None:
+    y.copy_(y + x * s[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=40_000), min_size=1, max_size=12),
+    threads=st.integers(min_value=1, max_value=5),
+)
+def test_one_call_updates_every_element_of_every_tensor_once(sizes, threads):
+    """The threads split the concatenated elements; every tensor boundary and thread share must line up."""
+    ys = [torch.arange(n, dtype=torch.float32) for n in sizes]
+    xs = [torch.full((n,), float(k + 1)) for k, n in enumerate(sizes)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _native.native_kernel(_axpy, torch.float32)([ys, xs], torch.tensor([2.0]))
+    finally:
+        torch.set_num_threads(before)
+    for k, (y, n) in enumerate(zip(ys, sizes)):
+        assert torch.equal(y, torch.arange(n, dtype=torch.float32) + 2.0 * (k + 1))
 
 
 def test_kernels_run_on_torchs_thread_count(monkeypatch):
@@ -93,12 +116,12 @@ def test_kernels_run_on_torchs_thread_count(monkeypatch):
     kernel = _native.native_kernel(_scale, torch.float32)
     monkeypatch.setattr(kernel, "_function", lambda *args: calls.append(args))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    y, x = torch.zeros(5), torch.ones(5)
-    kernel([y, x], torch.tensor([2.0]))
-    assert calls == [(y.data_ptr(), x.data_ptr(), calls[0][2], 5, 3)]
+    kernel([[torch.zeros(5)], [torch.ones(5)]], torch.tensor([2.0]))
+    assert len(calls) == 1
+    assert calls[0][0] == 1  # one tensor
+    assert calls[0][-1] == 3  # threads
     source = _native.c_source(_scale, 2, torch.float32, "scale")
-    assert "#pragma omp parallel for simd num_threads(threads)" in source
-    assert f"if(parallel: n >= {_native.PARALLEL_MIN_NUMEL})" in source
+    assert f"#pragma omp parallel num_threads(threads) if(total >= {_native.PARALLEL_MIN_NUMEL})" in source
 
 
 def test_operations_without_a_c_translation_are_refused():
@@ -121,7 +144,7 @@ def test_reads_after_a_write_see_the_new_value():
         y.copy_(y * s[0])
 
     y = torch.full((10,), 3.0)
-    _native.native_kernel(twice, torch.float32)([y], torch.tensor([2.0]))
+    _native.native_kernel(twice, torch.float32)([[y]], torch.tensor([2.0]))
     assert torch.equal(y, torch.full((10,), 12.0))
 
 
@@ -142,7 +165,7 @@ def test_built_kernels_are_loaded_from_the_disk_cache(monkeypatch, tmp_path):
 
     monkeypatch.setattr(subprocess, "run", no_compiler)
     y = torch.zeros(4)
-    _native.native_kernel(_scale, torch.float32)([y, torch.ones(4)], torch.tensor([5.0]))
+    _native.native_kernel(_scale, torch.float32)([[y], [torch.ones(4)]], torch.tensor([5.0]))
     assert torch.equal(y, torch.full((4,), 5.0))
 
 
@@ -154,7 +177,7 @@ def test_a_damaged_cache_entry_is_built_again(monkeypatch, tmp_path):
     damaged.write_bytes(b"not a shared library")
     damaged.replace(library)
     y = torch.zeros(4)
-    _native.native_kernel(_scale, torch.float32)([y, torch.ones(4)], torch.tensor([2.0]))
+    _native.native_kernel(_scale, torch.float32)([[y], [torch.ones(4)]], torch.tensor([2.0]))
     assert torch.equal(y, torch.full((4,), 2.0))
 
 
@@ -163,7 +186,7 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_directory(monkeypatch, tm
     blocker.write_text("")
     _fresh(monkeypatch, blocker)  # the cache directory would have to live under a file
     y = torch.zeros(4)
-    _native.native_kernel(_scale, torch.float32)([y, torch.ones(4)], torch.tensor([3.0]))
+    _native.native_kernel(_scale, torch.float32)([[y], [torch.ones(4)]], torch.tensor([3.0]))
     assert torch.equal(y, torch.full((4,), 3.0))
 
 

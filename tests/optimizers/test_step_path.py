@@ -10,6 +10,7 @@ from optforge.optimizers import (
     ScheduleFreeOptimizer,
     SGDScheduleFree,
     _fused,
+    _native,
 )
 from tests.optimizers._factories import OWN_FACTORIES
 
@@ -187,8 +188,7 @@ def test_failed_compilation_falls_back_for_the_rest_of_the_process(low_threshold
         raise RuntimeError("no compiler today")
 
     monkeypatch.setattr(_fused, "_FAILED", {})
-    monkeypatch.setattr(_fused, "_RUNNERS", {})
-    monkeypatch.setitem(_fused._BACKENDS, "cpu", lambda *args: broken)
+    monkeypatch.setattr(_native, "native_kernel", broken)
     params, reference = _params(), _params()
     opt, ref = Lion(params, lr=1e-2, fused=True), Lion(reference, lr=1e-2, foreach=False)
     assert Lion(_params()).step_path.name == "fused"
@@ -237,8 +237,7 @@ def test_flatten_round_trips():
 @pytest.fixture
 def compiled_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """CPU kernels built by torch.compile, the CUDA backend, so that its code path runs without a GPU."""
-    monkeypatch.setattr(_fused, "_RUNNERS", {})
-    monkeypatch.setitem(_fused._BACKENDS, "cpu", _fused._compiled_runner)
+    monkeypatch.setitem(_fused._BACKENDS, "cpu", _fused._apply_compiled)
 
 
 def test_many_dtypes_and_layouts_never_hit_the_recompile_limit(compiled_on_cpu):
@@ -261,8 +260,7 @@ def test_many_dtypes_and_layouts_never_hit_the_recompile_limit(compiled_on_cpu):
 @pytest.mark.parametrize("name", FACTORIES)
 def test_torch_compile_backend_matches_the_native_one(name, compiled_on_cpu, monkeypatch):
     _, compiled = _trajectory(name, torch.float32, steps=3, fused=True)
-    monkeypatch.setattr(_fused, "_RUNNERS", {})
-    monkeypatch.setitem(_fused._BACKENDS, "cpu", _fused._native_runner)
+    monkeypatch.setitem(_fused._BACKENDS, "cpu", _fused._apply_native)
     _, native = _trajectory(name, torch.float32, steps=3, fused=True)
     for a, b in zip(compiled, native):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -214,9 +214,15 @@ def combine(paths: Sequence[StepPath]) -> StepPath:
 
 
 # ---------------------------------------------------------------- building kernels
-#: ``runner(tensors, scalars)`` updates contiguous tensors of one dtype, size and device.
-Runner = Callable[[Sequence[Tensor], Tensor], None]
-_RUNNERS: dict[tuple[Callable[..., None], torch.dtype, str], Runner] = {}
+def _fail(device_type: str, error: Exception) -> None:
+    """Turn the fused path off for ``device_type`` in this process, and say why."""
+    _FAILED[device_type] = f"building kernels failed in this process ({type(error).__name__})"
+    warnings.warn(
+        f"optforge: building a fused kernel failed ({type(error).__name__}: {str(error)[:300]}); "
+        f"the optimizers use their eager implementations on {device_type} from now on",
+        RuntimeWarning,
+        stacklevel=5,
+    )
 
 
 def compile_kernel(kernel: Callable[..., None], name: str) -> Callable[..., None]:
@@ -232,53 +238,30 @@ def compile_kernel(kernel: Callable[..., None], name: str) -> Callable[..., None
     return torch.compile(clone, dynamic=True, fullgraph=True)
 
 
-def _compiled_runner(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Runner:
-    """A runner of ``kernel`` compiled by ``torch.compile`` (the CUDA backend)."""
-    compiled = compile_kernel(kernel, f"{kernel.__name__}_{str(dtype).removeprefix('torch.')}_{device_type}")
-
-    def run(tensors: Sequence[Tensor], scalars: Tensor) -> None:
-        # 1-D aliases that are not views and do not require grad: one graph serves every tensor and flat buffer
-        compiled(*[_alias_1d(t) for t in tensors], scalars)
-
-    return run
+_COMPILED: dict[tuple[Callable[..., None], torch.dtype, str], Callable[..., None]] = {}
 
 
-def _native_runner(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Runner:
-    """A runner of ``kernel`` traced into C and built by the system compiler (the CPU backend)."""
-    return _native.native_kernel(kernel, dtype)
-
-
-# How each device type builds kernels.
-_BACKENDS: dict[str, Callable[[Callable[..., None], torch.dtype, str], Runner]] = {
-    "cpu": _native_runner,
-    "cuda": _compiled_runner,
-}
-
-
-def _runner(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Runner:
-    """``kernel`` built for one dtype and device type, once per process."""
+def _compiled(kernel: Callable[..., None], dtype: torch.dtype, device_type: str) -> Callable[..., None]:
+    """``kernel`` compiled by ``torch.compile`` for one dtype and device type, once per process."""
     key = (kernel, dtype, device_type)
-    runner = _RUNNERS.get(key)
-    if runner is None:
-        runner = _RUNNERS[key] = _BACKENDS[device_type](kernel, dtype, device_type)
-    return runner
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = _COMPILED[key] = compile_kernel(
+            kernel, f"{kernel.__name__}_{str(dtype).removeprefix('torch.')}_{device_type}"
+        )
+    return fn
 
 
-def _run_kernel(kernel: Callable[..., None], tensors: Sequence[Tensor], scalars: Tensor) -> bool:
-    """Run ``kernel`` on ``tensors``; ``False`` (and the fused path off for the device) if building it fails."""
+def _run_compiled(kernel: Callable[..., None], tensors: Sequence[Tensor], scalars: Tensor) -> bool:
+    """Run the compiled ``kernel``; ``False`` (and the fused path off for the device) if compiling fails."""
     device_type = tensors[0].device.type
     if device_type in _FAILED:
         return False
     try:
-        _runner(kernel, tensors[0].dtype, device_type)(tensors, scalars)
+        # 1-D aliases that are not views and do not require grad: one graph serves every tensor and flat buffer
+        _compiled(kernel, tensors[0].dtype, device_type)(*[_alias_1d(t) for t in tensors], scalars)
     except Exception as error:  # a compiler or backend failure happens before any tensor is written
-        _FAILED[device_type] = f"building kernels failed in this process ({type(error).__name__})"
-        warnings.warn(
-            f"optforge: building a fused kernel failed ({type(error).__name__}: {str(error)[:300]}); "
-            f"the optimizers use their eager implementations on {device_type} from now on",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        _fail(device_type, error)
         return False
     return True
 
@@ -482,6 +465,87 @@ def _plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int]) -> _Pl
     return plan
 
 
+@dataclass(frozen=True)
+class _Step:
+    """The work of one fused step (see :func:`apply_fused` for the fields)."""
+
+    kernel: Callable[..., None]
+    tensor_lists: Sequence[Sequence[Tensor]]
+    written: Sequence[int]
+    make_scalars: Callable[[Tensor], Tensor]
+    owned: Sequence[int]
+
+
+def _apply_native(step: _Step) -> list[int]:
+    """CPU: every tensor the kernel takes, in one call of its C loop per dtype; the indices left to the eager update."""
+    tensor_lists = step.tensor_lists
+    by_dtype: dict[torch.dtype, list[int] | None] = {}
+    eager: list[int] = []
+    dtype = _uniform_dtype(tensor_lists)
+    if dtype is not None:
+        by_dtype[dtype] = None  # every index
+    else:
+        for i, first in enumerate(tensor_lists[0]):
+            if first.dtype in FUSED_DTYPES and all(
+                t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous()
+                for t in (tl[i] for tl in tensor_lists)
+            ):
+                by_dtype.setdefault(first.dtype, []).append(i)
+            else:
+                eager.append(i)
+    for dtype, indices in by_dtype.items():
+        lists = tensor_lists if indices is None else [[tl[i] for i in indices] for tl in tensor_lists]
+        try:
+            update = _native.native_kernel(step.kernel, dtype)
+        except Exception as error:  # no compiler, or it failed: nothing has been written yet
+            _fail("cpu", error)
+            return list(range(len(tensor_lists[0])))
+        update(lists, step.make_scalars(lists[0][0]))
+    return eager
+
+
+def _apply_compiled(step: _Step) -> list[int]:
+    """torch.compile (CUDA): a call per large tensor and per batch of small ones; indices left to the eager update."""
+    kernel, tensor_lists = step.kernel, step.tensor_lists
+    plan = _plan(tensor_lists, step.owned)
+    eager = list(plan.eager)
+    scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def scalars_for(like: Tensor) -> Tensor:
+        key = (like.dtype, like.device)
+        if key not in scalars:
+            scalars[key] = step.make_scalars(like)
+        return scalars[key]
+
+    for i in plan.large:
+        tensors = [tl[i] for tl in tensor_lists]
+        if not _run_compiled(kernel, tensors, scalars_for(tensors[0])):
+            eager.append(i)
+    for batch, (indices, buffers, sizes) in enumerate(plan.batches):
+        flats = [
+            buffers[position]
+            if position in buffers
+            else plan.gather(position, [tl[i] for i in indices], sizes is not None)
+            for position, tl in enumerate(tensor_lists)
+        ]
+        if not _run_compiled(kernel, flats, scalars_for(flats[0])):
+            eager.extend(indices)
+            continue
+        for w in step.written:
+            if w in buffers:
+                continue
+            if sizes is not None:
+                pieces = plan.pieces_of(batch, w, flats[w], sizes)
+                torch._foreach_copy_([tensor_lists[w][i] for i in indices], pieces)
+            else:
+                unflatten_into(flats[w], [tensor_lists[w][i] for i in indices])
+    return eager
+
+
+# How each device type runs a kernel over a step's tensors (others try torch.compile).
+_BACKENDS: dict[str, Callable[[_Step], list[int]]] = {"cpu": _apply_native, "cuda": _apply_compiled}
+
+
 def apply_fused(
     kernel: Callable[..., None],
     tensor_lists: Sequence[Sequence[Tensor]],
@@ -495,45 +559,21 @@ def apply_fused(
     Args:
         kernel: ``kernel(*flat_tensors, scalars)``, updating in place with ``copy_``.
         tensor_lists: Lists of equal length; entry ``i`` of each belongs to one parameter.
-        written: Which lists the kernel writes (copied back for grouped tensors).
+        written: Which lists the kernel writes (copied back for gathered tensors).
         make_scalars: Builds the scalars tensor for a representative tensor (dtype, device).
         fallback: Eager update for tensors the kernel cannot take (non-contiguous,
-            a dtype without a kernel, or all of them when compiling fails).
+            a dtype without a kernel, or all of them when building fails).
         owned: Lists of optimizer state, which may be moved into flat buffers.
     """
-    with torch.no_grad():
-        plan = _plan(tensor_lists, owned)
-        eager = list(plan.eager)
-        scalars: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-
-        def scalars_for(like: Tensor) -> Tensor:
-            key = (like.dtype, like.device)
-            if key not in scalars:
-                scalars[key] = make_scalars(like)
-            return scalars[key]
-
-        for i in plan.large:
-            tensors = [tl[i] for tl in tensor_lists]
-            if not _run_kernel(kernel, tensors, scalars_for(tensors[0])):
-                eager.append(i)
-        for batch, (indices, buffers, sizes) in enumerate(plan.batches):
-            flats = [
-                buffers[position]
-                if position in buffers
-                else plan.gather(position, [tl[i] for i in indices], sizes is not None)
-                for position, tl in enumerate(tensor_lists)
-            ]
-            if not _run_kernel(kernel, flats, scalars_for(flats[0])):
-                eager.extend(indices)
-                continue
-            for w in written:
-                if w in buffers:
-                    continue
-                if sizes is not None:
-                    pieces = plan.pieces_of(batch, w, flats[w], sizes)
-                    torch._foreach_copy_([tensor_lists[w][i] for i in indices], pieces)
-                else:
-                    unflatten_into(flats[w], [tensor_lists[w][i] for i in indices])
+    if not tensor_lists[0]:
+        return
+    device_type = tensor_lists[0][0].device.type
+    if device_type in _FAILED:
+        eager = list(range(len(tensor_lists[0])))
+    else:
+        with torch.no_grad():
+            work = _Step(kernel, tensor_lists, written, make_scalars, owned)
+            eager = _BACKENDS.get(device_type, _apply_compiled)(work)
     if eager:
         fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
 

@@ -40,6 +40,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -94,18 +95,44 @@ typedef float acc_t;
 """,
 }
 
+# One call updates every tensor of a step: element i of tensor t of argument k is
+# ((store_t*)ptrs[k * count + t])[i]. The threads split the concatenated elements
+# evenly, so one parallel region serves large tensors and many small ones alike.
 _SOURCE = """\
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 {prelude}
 #define SIGN(x) ((x) > 0 ? (acc_t)1 : ((x) < 0 ? (acc_t)-1 : (x)))
 
-void {name}({tensors}, const acc_t* restrict s, int64_t n, int threads) {{
+void {name}(int64_t count, const int64_t* restrict ptrs, const int64_t* restrict sizes,
+            const acc_t* restrict s, int threads) {{
 {scalars}
-    #pragma omp parallel for simd num_threads(threads) schedule(static) if(parallel: n >= {parallel_min})
-    for (int64_t i = 0; i < n; i++) {{
+    int64_t total = 0;
+    for (int64_t t = 0; t < count; t++) total += sizes[t];
+    #pragma omp parallel num_threads(threads) if(total >= {parallel_min})
+    {{
+#ifdef _OPENMP
+        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+#else
+        const int64_t parts = 1, part = 0;
+#endif
+        const int64_t begin = total / parts * part + (part < total % parts ? part : total % parts);
+        const int64_t end = begin + total / parts + (part < total % parts ? 1 : 0);
+        int64_t offset = 0;
+        for (int64_t t = 0; t < count && offset < end; offset += sizes[t], t++) {{
+            const int64_t lo = begin > offset ? begin - offset : 0;
+            const int64_t hi = end - offset < sizes[t] ? end - offset : sizes[t];
+            if (lo >= hi) continue;
+{pointers}
+            #pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {{
 {body}
+            }}
+        }}
     }}
 }}
 """
@@ -260,15 +287,17 @@ def c_loop_body(kernel: Callable[..., None], arity: int) -> str:
 
 
 def c_source(kernel: Callable[..., None], arity: int, dtype: torch.dtype, name: str) -> str:
-    """A C translation unit defining ``void name(x0, ..., s, n, threads)`` for tensors of ``dtype``."""
+    """A C translation unit defining ``void name(count, ptrs, sizes, s, threads)`` for tensors of ``dtype``."""
     loop = _trace(kernel, arity)
     return _SOURCE.format(
         prelude=_DTYPE_PRELUDES[dtype],
         name=name,
-        tensors=", ".join(f"store_t* restrict x{k}" for k in range(arity)),
         scalars="\n".join(f"    const acc_t s{k} = s[{k}];" for k in sorted(loop.scalars)),
         parallel_min=PARALLEL_MIN_NUMEL,
-        body="\n".join(f"        {line}" for line in loop.lines),
+        pointers="\n".join(
+            f"            store_t* restrict x{k} = (store_t*)(intptr_t)ptrs[{k} * count + t];" for k in range(arity)
+        ),
+        body="\n".join(f"                {line}" for line in loop.lines),
     )
 
 
@@ -369,14 +398,25 @@ def _build(source: str, name: str) -> Path:
 
 
 class NativeKernel:
-    """A loaded C kernel: ``kernel(tensors, scalars)`` updates contiguous CPU ``tensors`` of one dtype and size."""
+    """A loaded C kernel: ``kernel(tensor_lists, scalars)`` updates contiguous CPU tensors of one dtype.
+
+    ``tensor_lists[k][t]`` is argument ``k`` of the kernel for tensor ``t``; the
+    tensors of one ``t`` have the same number of elements. All of them are
+    updated in one call, on ``torch.get_num_threads()`` threads.
+    """
 
     def __init__(self, function: Callable[..., None]) -> None:
         self._function = function
 
-    def __call__(self, tensors: Sequence[Tensor], scalars: Tensor) -> None:
+    def __call__(self, tensor_lists: Sequence[Sequence[Tensor]], scalars: Tensor) -> None:
+        pointers = array("q", [t.data_ptr() for tensors in tensor_lists for t in tensors])
+        sizes = array("q", [t.numel() for t in tensor_lists[0]])
         self._function(
-            *[t.data_ptr() for t in tensors], scalars.data_ptr(), tensors[0].numel(), torch.get_num_threads()
+            len(sizes),
+            pointers.buffer_info()[0],
+            sizes.buffer_info()[0],
+            scalars.data_ptr(),
+            torch.get_num_threads(),
         )
 
 
@@ -405,7 +445,7 @@ def native_kernel(kernel: Callable[..., None], dtype: torch.dtype) -> NativeKern
                 path.unlink(missing_ok=True)
                 library = ctypes.CDLL(str(_build(c_source(kernel, arity, dtype, name), name)))
             function = getattr(library, name)
-            function.argtypes = [ctypes.c_void_p] * (arity + 1) + [ctypes.c_int64, ctypes.c_int]
+            function.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
             function.restype = None
             _LOADED[key] = NativeKernel(function)
     return _LOADED[key]
