@@ -25,6 +25,14 @@ def low_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(_fused.AUTO_FUSED_MIN_NUMEL, "cpu", 1000)
 
 
+@pytest.fixture(params=["native", "compiled"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each CPU backend in turn: the C loop, and torch.compile (the CUDA backend, whose planning is device-agnostic)."""
+    apply = {"native": _fused._apply_native, "compiled": _fused._apply_compiled}[request.param]
+    monkeypatch.setitem(_fused._BACKENDS, "cpu", apply)
+    return request.param
+
+
 def _params(dtype: torch.dtype = torch.float32, shapes=SHAPES) -> list[torch.nn.Parameter]:
     gen = torch.Generator().manual_seed(0)
     return [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)) for s in shapes]
@@ -166,7 +174,7 @@ def test_unsupported_tensors_fall_back(make, reason, low_threshold):
     assert reason in path.reason
 
 
-def test_non_contiguous_tensors_take_the_eager_update_inside_the_fused_path(low_threshold):
+def test_non_contiguous_tensors_take_the_eager_update_inside_the_fused_path(low_threshold, backend):
     base = torch.randn(80, 50, generator=torch.Generator().manual_seed(3))
     results = []
     for p, flags in ((torch.nn.Parameter(base.t()), {}), (torch.nn.Parameter(base.t().contiguous()), {"fused": False})):
@@ -267,7 +275,7 @@ def test_torch_compile_backend_matches_the_native_one(name, compiled_on_cpu, mon
 
 
 @pytest.mark.parametrize("name", ["Lion", "AdamWScheduleFree"])
-def test_fused_path_survives_new_gradients_state_loads_and_swapped_storage(name):
+def test_fused_path_survives_new_gradients_state_loads_and_swapped_storage(name, backend):
     """The fused path reuses its split of the tensors between steps; anything replaced must be picked up."""
     shapes = [(100,)] * 40 + [(70000,), (3, 5)]
     runs = []
