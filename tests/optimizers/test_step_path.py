@@ -274,6 +274,22 @@ def test_torch_compile_backend_matches_the_native_one(name, compiled_on_cpu, mon
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", FACTORIES)
+def test_fused_step_counts_as_an_in_place_change_for_autograd(name, backend):
+    """As with torch.optim, a step between forward and backward makes backward fail instead of using stale values."""
+    model = torch.nn.Linear(300, 300)
+    opt = _make(name, list(model.parameters()), fused=True)
+    x = torch.randn(4, 300, requires_grad=True)
+    model(x).sum().backward()
+    versions = [p._version for p in model.parameters()]
+    opt.step()
+    assert all(p._version > v for p, v in zip(model.parameters(), versions))
+    loss = (model(x) ** 2).sum()  # saves the weight for backward
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 @pytest.mark.parametrize("name", ["Lion", "AdamWScheduleFree"])
 def test_fused_path_survives_new_gradients_state_loads_and_swapped_storage(name, backend):
     """The fused path reuses its split of the tensors between steps; anything replaced must be picked up."""

@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from optforge.optimizers import _native
 
@@ -574,6 +575,9 @@ def apply_fused(
         with torch.no_grad():
             work = _Step(kernel, tensor_lists, written, make_scalars, owned)
             eager = _BACKENDS.get(device_type, _apply_compiled)(work)
+        # the kernels write through raw pointers or aliases: count the writes as torch's in-place ops do,
+        # so that autograd still notices a parameter changed under a pending backward
+        increment_version([t for w in written for t in tensor_lists[w]])
     if eager:
         fallback([[tl[i] for i in sorted(eager)] for tl in tensor_lists])
 
