@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -10,8 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-# CPU kernels built by the tests go to a cache of their own, shared by the test processes, not the user's
-os.environ.setdefault("OPTFORGE_CACHE_DIR", os.path.join(tempfile.gettempdir(), "optforge-test-kernels"))
+# CPU kernels built by the tests go to a private cache of each test process, not the user's, and go with it
+if "OPTFORGE_CACHE_DIR" not in os.environ:
+    os.environ["OPTFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="optforge-test-kernels-")
+    atexit.register(shutil.rmtree, os.environ["OPTFORGE_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

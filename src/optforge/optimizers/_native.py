@@ -14,8 +14,10 @@ library is cached on disk (``$OPTFORGE_CACHE_DIR``, else
 source, the compiler and its flags, so later processes only load it.
 
 Every value is computed in ``float`` (``double`` for float64 tensors) and
-rounded once, when stored; operations are not contracted into fused
-multiply-adds, so each one rounds as its torch counterpart does.
+rounded to the tensor's dtype once, when stored (torch's eager bfloat16 and
+float16 operations round after each one); operations are not contracted into
+fused multiply-adds, so in float32 and float64 each rounds as IEEE arithmetic
+does (torch's vectorized ``sqrt`` may differ in the last bit).
 
 Example:
     >>> import torch
@@ -32,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import shlex
@@ -342,12 +345,24 @@ def _isa_flags() -> list[str]:
 
 
 def _cache_dir() -> Path:
+    """The kernel cache, created if needed; a private temporary directory when it cannot be."""
     configured = os.environ.get("OPTFORGE_CACHE_DIR")
     if configured:
         root = Path(configured)
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "optforge"
-    return root / "cpu-kernels"
+    directory = root / "cpu-kernels"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return _private_dir()
+    return directory
+
+
+@functools.cache
+def _private_dir() -> Path:
+    """A directory only this process's user can write, so no one else can plant a library in it."""
+    return Path(tempfile.mkdtemp(prefix="optforge-kernels-"))
 
 
 def _identity(command: Sequence[str]) -> str:
@@ -364,12 +379,7 @@ def _build(source: str, name: str) -> Path:
         raise CompileError(compiler_problem())
     flags = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off", *_isa_flags()]
     key = hashlib.sha256("\0".join([source, _identity(command), *command, *flags]).encode()).hexdigest()[:24]
-    try:
-        directory = _cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        directory = Path(tempfile.gettempdir()) / f"optforge-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        directory.mkdir(parents=True, exist_ok=True)
+    directory = _cache_dir()
     target = directory / f"{name}-{key}.so"
     if target.is_file():
         return target
