@@ -174,6 +174,42 @@ def test_unsupported_tensors_fall_back(make, reason, low_threshold):
     assert reason in path.reason
 
 
+@pytest.fixture
+def one_rank_mesh(tmp_path):
+    """A device mesh over a one-process gloo group, for DTensor parameters as FSDP2 makes them."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    ("flags", "path"),
+    [({}, ("single", "automatic: DTensor parameters")), ({"fused": True}, ("fused", "fused=True"))],
+)
+def test_dtensor_parameters_take_the_eager_update(one_rank_mesh, flags, path, backend):
+    """DTensors hold no elements of their own for a kernel to write (FSDP2's parameters are DTensors)."""
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+
+    def shard(t: torch.Tensor) -> torch.Tensor:
+        return distribute_tensor(t, one_rank_mesh, [Shard(0)])
+
+    results = []
+    for wrap in (shard, lambda t: t):
+        weight = torch.nn.Parameter(wrap(torch.randn(512, 256, generator=torch.Generator().manual_seed(0))))
+        opt = Lion([weight], lr=1e-2, weight_decay=0.1, **flags)
+        for step in range(3):
+            weight.grad = wrap(torch.randn(512, 256, generator=torch.Generator().manual_seed(step)))
+            opt.step()
+        results.append((opt.step_path, weight.full_tensor() if isinstance(weight, DTensor) else weight.detach()))
+    assert results[0][0] == path
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-6, atol=1e-6)
+
+
 def test_non_contiguous_tensors_take_the_eager_update_inside_the_fused_path(low_threshold, backend):
     base = torch.randn(80, 50, generator=torch.Generator().manual_seed(3))
     results = []

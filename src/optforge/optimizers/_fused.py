@@ -136,6 +136,15 @@ def compile_problem(device_type: str) -> str | None:
     return None if has_triton() else "Triton, which torch.compile needs for CUDA, is not installed"
 
 
+def _in_storage(cls: type) -> bool:
+    """Whether tensors of class ``cls`` hold their elements in storage of their own.
+
+    Subclasses that dispatch operations themselves (DTensor, the parameters of
+    FSDP2, and other wrapper tensors) have no data pointer a kernel could use.
+    """
+    return cls.__torch_dispatch__ is Tensor.__torch_dispatch__
+
+
 def _unsuitable(params: Sequence[Tensor]) -> str | None:
     """Why ``params`` should not take the fused path automatically, or ``None``."""
     if not params:
@@ -147,6 +156,8 @@ def _unsuitable(params: Sequence[Tensor]) -> str | None:
             return "complex parameters"
         if p.layout != torch.strided:
             return f"{p.layout} parameters"
+        if not _in_storage(type(p)):
+            return f"{type(p).__name__} parameters"
         if p.dtype not in AUTO_FUSED_DTYPES:
             return f"{str(p.dtype).removeprefix('torch.')} parameters"
         device_types.add(p.device.type)
@@ -397,11 +408,13 @@ def _stable_ids(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int]) 
 
 
 def _uniform_dtype(tensor_lists: Sequence[Sequence[Tensor]]) -> torch.dtype | None:
-    """The dtype of every tensor when they share one the kernels take, all contiguous on one device; else None."""
-    dtypes = {t.dtype for tl in tensor_lists for t in tl}
+    """The one dtype of all tensors if the kernels take it and them (plain, contiguous, one device); else None."""
+    kinds = {(t.dtype, type(t)) for tl in tensor_lists for t in tl}
+    dtypes = {dtype for dtype, _ in kinds}
     if (
         len(dtypes) == 1
         and dtypes <= FUSED_DTYPES
+        and all(_in_storage(cls) for _, cls in kinds)
         and all(all(map(Tensor.is_contiguous, tl)) for tl in tensor_lists)
         and len({t.device for t in tensor_lists[0]}) == 1
     ):
@@ -422,7 +435,7 @@ def _make_plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int], d
             tensors = [tl[i] for tl in tensor_lists]
             if (
                 first.dtype not in FUSED_DTYPES
-                or not all(t.is_contiguous() for t in tensors)
+                or not all(t.is_contiguous() and _in_storage(type(t)) for t in tensors)
                 or any(t.dtype != first.dtype or t.device != first.device for t in tensors)
             ):
                 plan.eager.append(i)
@@ -488,7 +501,7 @@ def _apply_native(step: _Step) -> list[int]:
     else:
         for i, first in enumerate(tensor_lists[0]):
             if first.dtype in FUSED_DTYPES and all(
-                t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous()
+                t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous() and _in_storage(type(t))
                 for t in (tl[i] for tl in tensor_lists)
             ):
                 by_dtype.setdefault(first.dtype, []).append(i)
