@@ -422,6 +422,15 @@ def _uniform_dtype(tensor_lists: Sequence[Sequence[Tensor]]) -> torch.dtype | No
     return None
 
 
+def _kernel_takes(tensors: Sequence[Tensor]) -> bool:
+    """Whether a kernel can update one parameter's ``tensors``: one fused dtype and device, plain, contiguous."""
+    first = tensors[0]
+    return first.dtype in FUSED_DTYPES and all(
+        t.dtype == first.dtype and t.device == first.device and t.is_contiguous() and _in_storage(type(t))
+        for t in tensors
+    )
+
+
 def _make_plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int], dtype: torch.dtype | None) -> _Plan:
     """Classify every index; move the small tensors' state into one flat buffer per batch."""
     plan = _Plan(_stable_ids(tensor_lists, owned), dtype)
@@ -431,15 +440,9 @@ def _make_plan(tensor_lists: Sequence[Sequence[Tensor]], owned: Sequence[int], d
         numel = first.numel()
         if numel == 0:
             continue
-        if dtype is None:  # the common case skips these per-tensor checks
-            tensors = [tl[i] for tl in tensor_lists]
-            if (
-                first.dtype not in FUSED_DTYPES
-                or not all(t.is_contiguous() and _in_storage(type(t)) for t in tensors)
-                or any(t.dtype != first.dtype or t.device != first.device for t in tensors)
-            ):
-                plan.eager.append(i)
-                continue
+        if dtype is None and not _kernel_takes([tl[i] for tl in tensor_lists]):  # the common case skips the checks
+            plan.eager.append(i)
+            continue
         if numel >= SMALL_NUMEL:
             plan.large.append(i)
         else:
@@ -500,10 +503,7 @@ def _apply_native(step: _Step) -> list[int]:
         by_dtype[dtype] = None  # every index
     else:
         for i, first in enumerate(tensor_lists[0]):
-            if first.dtype in FUSED_DTYPES and all(
-                t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous() and _in_storage(type(t))
-                for t in (tl[i] for tl in tensor_lists)
-            ):
+            if first.device.type == "cpu" and _kernel_takes([tl[i] for tl in tensor_lists]):
                 by_dtype.setdefault(first.dtype, []).append(i)
             else:
                 eager.append(i)

@@ -448,12 +448,13 @@ def native_kernel(kernel: Callable[..., None], dtype: torch.dtype) -> NativeKern
         if key not in _LOADED:
             arity = kernel.__code__.co_argcount - 1
             name = f"optforge_{kernel.__name__.strip('_')}_{str(dtype).removeprefix('torch.')}"
-            path = _build(c_source(kernel, arity, dtype, name), name)
+            source = c_source(kernel, arity, dtype, name)
+            path = _build(source, name)
             try:
                 library = ctypes.CDLL(str(path))
             except OSError:  # a damaged cache entry: build it again
                 path.unlink(missing_ok=True)
-                library = ctypes.CDLL(str(_build(c_source(kernel, arity, dtype, name), name)))
+                library = ctypes.CDLL(str(_build(source, name)))
             function = getattr(library, name)
             function.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
             function.restype = None
