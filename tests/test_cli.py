@@ -244,6 +244,34 @@ def test_plot_writes_a_png(config_file: Path, tmp_path: Path) -> None:
     assert "lr of group0: 0 at step 0, min 0, max 0.1, 0.001 at step 149" in result.stdout
 
 
+def test_plot_writes_exactly_the_path_given_or_refuses_it(config_file: Path, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "plots"
+    tmp_path.mkdir()
+    bare = tmp_path / "lrplot"
+    result = invoke("plot", config_file, "-o", bare)
+    assert result.exit_code == 0, result.output
+    assert_png(bare)
+    assert f"wrote {bare}" in result.stdout
+    assert not bare.with_suffix(".png").exists()
+    svg = tmp_path / "lr.svg"
+    assert invoke("plot", config_file, "-o", svg).exit_code == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
+    refused = {
+        tmp_path: "is a directory",
+        tmp_path / "lr.docx": "cannot write a '.docx' file; give a name ending in one of",
+    }
+    if Path("/dev/full").exists():
+        refused[Path("/dev/full")] = "cannot write '/dev/full'"
+    for path, message in refused.items():
+        result = invoke("plot", config_file, "-o", path)
+        assert result.exit_code == 1, path
+        assert result.stderr.startswith("--output: ")
+        assert message in result.stderr
+        assert "wrote" not in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.svg", "lrplot"]
+    assert not Path(f"{tmp_path}.png").exists()
+
+
 def test_plot_reports_other_scheduled_hyperparameters(tmp_path: Path) -> None:
     path = tmp_path / "momentum.yaml"
     path.write_text(
@@ -942,3 +970,15 @@ def test_validate_reads_the_template_scheduler_files(tmp_path: Path) -> None:
     assert problem_lines(result)[0].startswith(
         "epoch_scheduler.args.lr_mn: unknown argument for timm_CosineLRScheduler"
     )
+
+
+def test_help_shows_no_value_after_flags() -> None:
+    for command in ("list", "validate", "plot", "explain", "schema", "demo"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
+        assert result.exit_code == 0, command
+        assert "<bool>" not in result.output, command
+        help_line = next(line for line in result.output.splitlines() if "--help" in line)
+        assert "Show this message and exit." in help_line
+    listing = CliRunner().invoke(app, ["list", "--help"], env={"COLUMNS": "120"}).output
+    assert "listed only when nothing else" in " ".join(listing.split())
+    assert not any(line.strip().endswith("only when") for line in listing.splitlines())

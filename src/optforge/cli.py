@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +44,18 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose help shows no type after a flag (``--help``, ``--all``): a flag takes no value."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
 
 # The longest message and path printed for one problem: a bad value can be megabytes long.
 MESSAGE_LIMIT = 300
@@ -78,19 +89,24 @@ def _console(*, stderr: bool = False) -> Console:
 
 
 def clip(text: Any, limit: int = MESSAGE_LIMIT) -> str:
-    """``text`` on one line, cut to ``limit`` characters and then followed by its full length.
+    """``text`` on one line, at most ``limit`` characters of it: a long one loses its middle, so that
+    its start (what is wrong) and its end (the hint) both stay, and says its full length.
 
     Example:
         >>> clip("a\\n  b")
         'a b'
-        >>> clip("x" * 1000, 10)
-        'xxxxxxxxxx… (1,000 characters in all)'
+        >>> clip("x" * 1000 + " See the docs.", 30)
+        'xxxxxxxxxxxxxxxxxxxx… the docs. (1,014 characters in all)'
     """
     text = str(text)
-    head = " ".join(text[: 4 * limit].split())
-    if len(text) <= 4 * limit and len(head) <= limit:
-        return head
-    return f"{head[:limit]}… ({len(text):,} characters in all)"
+    if len(text) <= 4 * limit:
+        line = " ".join(text.split())
+        if len(line) <= limit:
+            return line
+    else:
+        line = " ".join(text[: 2 * limit].split()) + " " + " ".join(text[-2 * limit :].split())
+    tail = limit // 3
+    return f"{line[: limit - tail]}…{line[-tail:]} ({len(text):,} characters in all)"
 
 
 def _line(path: str, message: str, style: str = "") -> Text:
@@ -118,7 +134,7 @@ def _guarded(command: F) -> F:
             return command(*args, **kwargs)
         except ConfigError as error:
             _report(error.problems, source)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's exits and usage errors
             raise
         except Exception as exc:  # a bug, or an input no check foresaw: one line all the same
             if os.environ.get(TRACEBACK_VARIABLE):
@@ -391,7 +407,7 @@ def _optional_providers() -> list[Any]:
     return [provider for provider in registry.optimizer_providers() if not provider.builtin and provider.is_installed()]
 
 
-@app.command("list")
+@app.command("list", cls=_Command)
 @_guarded
 def list_command(
     pattern: Annotated[
@@ -412,8 +428,8 @@ def list_command(
 ) -> None:
     """List the registered optimizers (or, with --schedulers, LR schedulers) with their provider and description.
 
-    Without --all or --provider, the optional providers' optimizers are listed only when
-    nothing else matches: importing timm alone takes seconds.
+    Without --all or --provider, the optional providers' optimizers are listed only when nothing else
+    matches: importing timm alone takes seconds.
     """
     from optforge.registry import optimizer_entries
 
@@ -462,7 +478,7 @@ def _builtin_entries(glob: str, optional: Sequence[str]) -> list[Any]:
     return sorted(entries, key=lambda e: (e.provider != "torch", e.provider, e.name.lower()))
 
 
-@app.command()
+@app.command(cls=_Command)
 @_guarded
 def validate(config: ConfigArgument, model: ModelOption = None) -> None:
     """Check a config (optimizer, schedule, param groups); print every error with its field path.
@@ -533,13 +549,18 @@ def _on_model(config: Path, model: str | None, action: Callable[[Any, Any], Any]
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 @_guarded
 def plot(
     config: ConfigArgument,
     steps: Annotated[int, typer.Option("--steps", "-n", min=1, help="Number of optimizer steps to plot.")] = 1000,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write a PNG here instead of drawing in the terminal.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the plot to this file (PNG, or the format its extension names) instead of drawing it.",
+        ),
     ] = None,
     model: ModelOption = None,
     metric: Annotated[
@@ -593,7 +614,7 @@ def _metric_values(text: str | None) -> list[float] | None:
     return values
 
 
-@app.command()
+@app.command(cls=_Command)
 @_guarded
 def explain(config: ConfigArgument, model: ModelOption = None) -> None:
     """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
@@ -624,7 +645,7 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
         _note(f"on a one-layer stand-in model, {STAND_IN}: pass yours with --model module:factory")
 
 
-@app.command()
+@app.command(cls=_Command)
 @_guarded
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")] = None,
@@ -666,7 +687,7 @@ def _run_with_progress(console: Console, label: str, config: Any, steps: int, se
         return train(config, steps, seed=seed, name=label.strip(), on_step=show)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_guarded
 def demo(
     config: Annotated[

@@ -346,8 +346,31 @@ def plot_losses_png(losses: Mapping[str, Sequence[float]], path: str | Path, tit
     return _save(fig, path)
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def _save(fig: Any, path: str | Path, option: str = "--output") -> Path:
+    """Write ``fig`` to exactly ``path`` and return it.
+
+    The format is the file's extension (PNG where it has none); an unknown
+    extension, a directory, or a file that cannot be written in full is a
+    ConfigError at ``option``, and nothing is reported as written.
+    """
+    import io
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    supported = fig.canvas.get_supported_filetypes()
+    kind = path.suffix[1:].lower() or "png"
+    if kind not in supported:
+        choices = ", ".join(f".{name}" for name in sorted(supported))
+        raise ConfigError(f"cannot write a {path.suffix!r} file; give a name ending in one of {choices}", path=option)
+    if path.is_dir():
+        raise ConfigError(
+            f"{str(path)!r} is a directory; give a file name such as {str(path / 'lr.png')!r}", path=option
+        )
+    drawing = io.BytesIO()
+    fig.savefig(drawing, format=kind, dpi=110)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as file:
+            file.write(drawing.getvalue())
+    except OSError as exc:
+        raise ConfigError(f"cannot write {str(path)!r}: {exc.strerror or exc}", path=option) from None
     return path
