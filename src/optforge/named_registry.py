@@ -69,6 +69,7 @@ class Providers:
         self.what = what
         self.by_name: dict[str, Provider] = {}
         self.loaded: set[str] = set()
+        self._loading: set[str] = set()  # providers whose loader is running, on the thread holding the lock
         self.lock = threading.RLock()
 
     def register(self, provider: Provider) -> None:
@@ -76,17 +77,22 @@ class Providers:
         self.by_name[provider.name] = provider
 
     def load(self, provider: Provider) -> None:
-        """Register ``provider``'s entries, once (a loader that fails may be tried again)."""
+        """Register ``provider``'s entries, once (a loader that fails may be tried again).
+
+        ``loaded`` names a provider only once all its entries are registered. Another
+        thread asking meanwhile waits on the lock; the loading thread itself, asked again
+        by its loader, returns at once.
+        """
         with self.lock:
-            if provider.name in self.loaded:
+            if provider.name in self.loaded or provider.name in self._loading:
                 return
-            self.loaded.add(provider.name)
+            self._loading.add(provider.name)
             try:
                 module_name, _, attr = provider.loader.partition(":")
                 getattr(importlib.import_module(module_name), attr)()
-            except BaseException:
-                self.loaded.discard(provider.name)
-                raise
+                self.loaded.add(provider.name)
+            finally:
+                self._loading.discard(provider.name)
 
     def ensure_builtins(self) -> None:
         """Load every built-in provider not loaded yet."""
@@ -240,6 +246,14 @@ class NamedRegistry(Generic[EntryT]):
             names = [*self.entries, *(alias for entry in self.entries.values() for alias in entry.aliases)]
             raise unknown_choice(path, name, names, what=self.what, hint=self.hint)
         return self.entries[self.lookup[key]]
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is registered, loading its provider as :meth:`get` does (never raises)."""
+        try:
+            self.get(name, path="")
+        except ConfigError:
+            return False
+        return True
 
     def matching(self, pattern: str = "*", *, provider: str | None = None) -> list[EntryT]:
         """Entries whose name matches the glob ``pattern`` (case-insensitive), torch's first; loads installed

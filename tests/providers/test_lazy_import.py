@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+from typing import Any
 
 OPTIONAL_MODULES = ("timm", "pytorch_optimizer", "optforge.providers.timm", "optforge.providers.pytorch_optimizer")
 
@@ -61,3 +63,46 @@ def test_a_name_of_a_missing_package_names_the_extra() -> None:
         assert message.startswith(f"optimizer.name: {name!r} comes from the")
         assert f"pip install -e '.[{extra}]'" in message
     assert counts == "0 0"  # listings leave out providers that are not installed
+
+
+# A provider whose loader registers its entry only once the test lets it.
+_SLOW_TABLE: Any = None
+_LOADER_STARTED = threading.Event()
+_LOADER_MAY_FINISH = threading.Event()
+
+
+def _slow_loader() -> None:
+    from optforge.registry import OptimizerEntry
+
+    _LOADER_STARTED.set()
+    assert _LOADER_MAY_FINISH.wait(timeout=30)
+    _SLOW_TABLE.add(OptimizerEntry("slow.Thing", "torch.optim:SGD"), overwrite=False)
+
+
+def test_a_second_thread_waits_for_a_provider_that_is_loading() -> None:
+    """A thread asking for a name while another thread loads its provider gets the entry, not 'unknown'."""
+    global _SLOW_TABLE
+    from optforge.named_registry import NamedRegistry, Provider
+
+    _SLOW_TABLE = NamedRegistry("optimizer", hint="")
+    _SLOW_TABLE.providers.register(Provider(name="slow", loader=f"{__name__}:_slow_loader", prefixes=("slow.",)))
+    results: dict[str, Any] = {}
+
+    def ask(who: str) -> None:
+        try:
+            results[who] = _SLOW_TABLE.get("slow.thing", path="optimizer.name").name
+        except Exception as exc:  # the failure under test is an 'unknown optimizer' ConfigError
+            results[who] = exc
+
+    first = threading.Thread(target=ask, args=("first",))
+    first.start()
+    assert _LOADER_STARTED.wait(timeout=30)
+    second = threading.Thread(target=ask, args=("second",))
+    second.start()
+    second.join(timeout=0.5)  # it must wait for the load, not answer while the loader runs
+    assert second.is_alive(), f"answered during the load: {results.get('second')!r}"
+    _LOADER_MAY_FINISH.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert results == {"first": "slow.Thing", "second": "slow.Thing"}
+    assert _SLOW_TABLE.providers.loaded == {"slow"}
