@@ -107,6 +107,39 @@ def test_bad_values_in_param_group_dicts_name_the_group(mlp: nn.Module) -> None:
         optforge.build_optimizer(groups, {"name": "AdamW"})
 
 
+def test_param_group_dicts_take_a_tensor_lr_as_torch_does(mlp: nn.Module) -> None:
+    lr = torch.tensor(1e-3)
+    groups = [{"params": list(mlp[0].parameters()), "lr": lr}, {"params": list(mlp[3].parameters())}]
+    opt = optforge.build_optimizer(groups, {"name": "AdamW", "lr": 0.01})
+    assert opt.param_groups[0]["lr"] is lr
+    mlp(torch.randn(4, 8)).sum().backward()
+    opt.step()
+    with pytest.raises(ConfigError, match=r"param_groups\[0\]\.lr: must be >= 0.0, got -1.0"):
+        optforge.build_optimizer([{"params": list(mlp[0].parameters()), "lr": torch.tensor(-1.0)}], {"name": "AdamW"})
+    with pytest.raises(ConfigError, match=r"param_groups\[0\]\.lr: expected a number or a 1-element floating-point"):
+        optforge.build_optimizer([{"params": list(mlp[0].parameters()), "lr": torch.ones(2)}], {"name": "AdamW"})
+
+
+def test_a_typo_of_a_hyperparameter_in_a_group_dict_is_an_error(mlp: nn.Module) -> None:
+    groups = [
+        {"params": list(mlp[0].parameters()), "lrr": 0.5, "name": "first", "layer": 3},
+        {"params": list(mlp[3].parameters()), "wieght_decay": 0.0, "betas": [0.9, 1.0]},
+    ]
+    with pytest.raises(ConfigError) as info:
+        optforge.build_optimizer(groups, {"name": "AdamW"})
+    assert [path for path, _ in info.value.problems] == [
+        "param_groups[0].lrr",
+        "param_groups[1].wieght_decay",
+        "param_groups[1].betas[1]",
+    ]
+    assert "did you mean 'lr'?" in info.value.problems[0][1]
+    assert "did you mean 'weight_decay'?" in info.value.problems[1][1]
+    # Keys that are no typo stay, as torch keeps them.
+    labelled = [{"params": list(mlp[0].parameters()), "name": "first", "layer": 3, "initial_lr": 0.1}]
+    kept = optforge.build_optimizer(labelled, {"name": "AdamW"})
+    assert kept.param_groups[0]["layer"] == 3
+
+
 def test_empty_parameters_are_an_error(mlp: nn.Module) -> None:
     with pytest.raises(ConfigError, match="no trainable parameters"):
         optforge.build_optimizer([], {"name": "SGD", "lr": 0.1})

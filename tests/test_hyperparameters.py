@@ -129,3 +129,66 @@ def test_kwargs_that_a_class_ignores_are_errors(cls, config: dict, error: str | 
                 optforge.build_optimizer(nn.Linear(1, 1), {"name": "Probe", **config})
     finally:
         optforge.unregister_optimizer("Probe")
+
+
+def _entries_with_untyped_defaults() -> list[tuple[str, str, str]]:
+    """(optimizer, hyperparameter, annotation) for every default-``None`` hyperparameter of every installed entry."""
+    import inspect
+
+    from optforge.registry import get_optimizer_entry
+
+    found = []
+    for name in optforge.list_optimizers("*"):
+        entry = get_optimizer_entry(name)
+        try:
+            accepted, _ = entry.hyperparameters()
+        except Exception:  # an entry whose own package is missing (bitsandbytes, apex)
+            continue
+        for pname, param in accepted.items():
+            if param.default is None and param.annotation is not inspect.Parameter.empty:
+                found.append((entry.name, pname, str(param.annotation)))
+    return found
+
+
+def test_hyperparameters_without_a_typed_default_are_checked_against_their_annotations() -> None:
+    """A default of ``None`` says nothing of the type: the annotation does, for every registry entry."""
+    from optforge.hyperparameters import check_hyperparameters
+    from optforge.registry import get_optimizer_entry
+
+    cases = _entries_with_untyped_defaults()
+    assert ("LBFGS", "max_eval", "int | None") in cases
+    checked = 0
+    for name, pname, annotation in cases:
+        takes_text = any(word in annotation for word in ("str", "Literal", "Any", "Callable", "callable"))
+        entry = get_optimizer_entry(name)
+        if takes_text:
+            continue
+        with pytest.raises(ConfigError) as info:
+            check_hyperparameters(entry, {pname: "abc"}, "optimizer")
+        assert [path for path, _ in info.value.problems] == [f"optimizer.{pname}"], (name, pname)
+        assert "got str 'abc'" in str(info.value)
+        check_hyperparameters(entry, {pname: None}, "optimizer")  # the default itself is always fine
+        checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"name": "LBFGS", "max_eval": "abc"}, "optimizer.max_eval: expected int | None, got str 'abc'"),
+        ({"name": "LBFGS", "max_eval": True}, "optimizer.max_eval: expected int | None, got bool True"),
+        ({"name": "LBFGS", "line_search_fn": 3}, "optimizer.line_search_fn: expected str | None, got int 3"),
+        ({"name": "Lion", "fused": "yes"}, "optimizer.fused: expected bool | None, got str 'yes'"),
+    ],
+)
+def test_untyped_defaults_get_one_clear_error_at_build_time(config: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        optforge.build_optimizer(nn.Linear(2, 2), config)
+    assert str(info.value) == expected
+
+
+def test_untyped_defaults_take_what_their_annotation_allows() -> None:
+    model = nn.Linear(2, 2)
+    assert optforge.build_optimizer(model, {"name": "LBFGS", "max_eval": 5}).defaults["max_eval"] == 5
+    assert optforge.build_optimizer(model, {"name": "LBFGS", "max_eval": 5.0}).defaults["max_eval"] == 5.0
+    assert optforge.build_optimizer(model, {"name": "Lion", "fused": False}).defaults["fused"] is False

@@ -28,7 +28,7 @@ from torch import nn
 
 from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
 from optforge.config_source import read_config
-from optforge.errors import ConfigError, format_path
+from optforge.errors import ConfigError, format_path, misspelling_of
 from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
 from optforge.scheduler import SCHEDULE_KEYS, LRShim, build_scheduler, check_schedule_section
@@ -114,13 +114,36 @@ def collect_params(model_or_params: Any) -> list[dict[str, Any]] | list[torch.Te
 
 
 def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Validate the hyperparameters that explicit groups set, as the config's are."""
+    """Validate the hyperparameters that explicit groups set, as the config's are.
+
+    Other keys are kept, as torch keeps them, unless one is a typo of a hyperparameter
+    (``lrr`` for ``lr``): that would be silently ignored, so it is an error.
+    """
     checked = []
+    problems: list[tuple[str, str]] = []
     accepted, _ = spec.entry.hyperparameters()
     for index, group in enumerate(groups):
+        for key in group:
+            if key in accepted or key == "params" or not isinstance(key, str):
+                continue
+            meant = misspelling_of(key, accepted)
+            if meant is not None:
+                problems.append(
+                    (
+                        f"param_groups[{index}].{key}",
+                        f"not a hyperparameter of {spec.entry.name}; did you mean {meant!r}? A group keeps "
+                        "other keys as labels, but this one looks like a typo",
+                    )
+                )
         settings = {key: value for key, value in group.items() if key in accepted}
-        valid = check_hyperparameters(spec.entry, settings, f"param_groups[{index}]")
+        try:
+            valid = check_hyperparameters(spec.entry, settings, f"param_groups[{index}]")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
         checked.append({**group, **valid})
+    if problems:
+        raise ConfigError.from_problems(problems)
     return checked
 
 
@@ -250,13 +273,20 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
     return optimizer
 
 
-def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def build(
+    model_or_params: Any, config: Any, *, total_steps: int | None = None, steps_per_epoch: int | None = None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Build an optimizer and its learning-rate scheduler from one config.
 
     The config is a document with ``optimizer:`` (any form) and an optional
     ``schedule:``, or an optimizer section itself (the typed form's
     ``learning_rate``, or the recap's schedules, are the schedule). Without a
     schedule, each group's own ``lr`` is held constant.
+
+    ``total_steps`` and ``steps_per_epoch`` give the run's length from code (a
+    training script knows it from its data loader), for schedule lengths written
+    as fractions of the run (``{fraction: 0.05}``) or in epochs; where the
+    ``schedule:`` section also gives one, both must agree.
 
     Example:
         >>> import torch, optforge
@@ -268,28 +298,39 @@ def build(model_or_params: Any, config: Any) -> tuple[torch.optim.Optimizer, tor
         0.0
         >>> opt.step(); sched.step(); round(sched.get_last_lr()[0], 6)
         0.001
+        >>> cfg = {"optimizer": {"name": "SGD", "lr": 0.1},
+        ...        "schedule": {"cosine_decay": {"peak_value": 0.1, "warmup_steps": {"fraction": 0.1},
+        ...                                      "decay_steps": {"fraction": 1.0}}}}
+        >>> opt, sched = optforge.build(model, cfg, total_steps=1000)
+        >>> lrs = [opt.param_groups[0]["lr"]]
+        >>> for step in range(100):
+        ...     opt.step(); sched.step(); lrs.append(opt.param_groups[0]["lr"])
+        >>> [round(lrs[step], 4) for step in (0, 50, 100)]
+        [0.0, 0.05, 0.1]
     """
     from optforge.composite import build_composite_and_scheduler, composite_document
 
+    run = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
     config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
-        return build_composite_and_scheduler(model_or_params, document)
+        return build_composite_and_scheduler(model_or_params, document, **run)
     resolved = resolve(config)
     spec = resolved.spec
     assert spec is not None  # a list of parts is a composite, built above
     optimizer = build_from_spec(model_or_params, spec)
     per_group = group_schedules(optimizer, spec)  # towers, or rules with their own schedule
     if per_group is not None:
-        return optimizer, LRShim(optimizer, per_group)
+        return optimizer, LRShim(optimizer, per_group, **run)
     if spec.learning_rate is not None:
+        shared = {"lr": spec.learning_rate}  # also for groups added later
         if len(optimizer.param_groups) != 1:
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
-            return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate))
-        return optimizer, LRShim(optimizer, {"ALL_PARAMS": spec.learning_rate})
+            return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate), defaults=shared, **run)
+        return optimizer, LRShim(optimizer, {"ALL_PARAMS": spec.learning_rate}, defaults=shared, **run)
     schedule = spec.schedule
     if isinstance(schedule, Mapping) and any(key in SCHEDULE_KEYS for key in schedule) and schedule.get("lr") is None:
         # Only other hyperparameters are scheduled: each group keeps its lr, which already holds its rule's lr_scale.
         own = group_schedules(optimizer, dataclasses.replace(spec, schedule=None))
         schedule = schedule if own is None else {**schedule, "lr": own}
-    return optimizer, build_scheduler(optimizer, schedule, path="schedule")
+    return optimizer, build_scheduler(optimizer, schedule, path="schedule", **run)

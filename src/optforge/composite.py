@@ -574,9 +574,14 @@ def _is_one_schedule(value: Any) -> bool:
 
 
 def build_composite_and_scheduler(
-    model_or_params: Any, document: Mapping[str, Any]
+    model_or_params: Any,
+    document: Mapping[str, Any],
+    *,
+    total_steps: int | None = None,
+    steps_per_epoch: int | None = None,
 ) -> tuple[CompositeOptimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The composite of ``document["optimizer"]`` and its :class:`~optforge.LRShim`.
+    """The composite of ``document["optimizer"]`` and its :class:`~optforge.LRShim` (``total_steps`` and
+    ``steps_per_epoch``: the run's length, as for :func:`optforge.build`).
 
     A group's own schedule (a rule's ``schedule``, a task tower's, its part's
     ``learning_rate``) comes first; then the document's ``schedule:``, which may
@@ -589,6 +594,7 @@ def build_composite_and_scheduler(
     """
     from optforge.scheduler import LRShim, build_scheduler
 
+    run = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
     optimizer = build_composite(model_or_params, document["optimizer"], document=document)
     groups = optimizer.param_groups
     schedule = document.get("schedule")
@@ -605,7 +611,7 @@ def build_composite_and_scheduler(
                 "give one schedule per part, e.g. schedule: {lr: {" + ", ".join(f"{p}: ..." for p in lrs) + "}}",
                 path="schedule",
             )
-        return optimizer, build_scheduler(optimizer, schedule, path="schedule")
+        return optimizer, build_scheduler(optimizer, schedule, path="schedule", **run)
     if any("schedule" in group or "lr_scale" in group for group in groups):
         # Groups without a schedule hold lr / lr_scale: the scheduler multiplies lr_scale back in.
         constant = {
@@ -613,8 +619,8 @@ def build_composite_and_scheduler(
             or {"constant": float(group["lr"]) / (float(group.get("lr_scale", 1.0)) or 1.0)}
             for group in groups
         }
-        return optimizer, LRShim(optimizer, constant)
-    return optimizer, build_scheduler(optimizer, None, path="schedule")
+        return optimizer, LRShim(optimizer, constant, **run)
+    return optimizer, build_scheduler(optimizer, None, path="schedule", **run)
 
 
 def composite_group_plan(model: nn.Module, document: Mapping[str, Any]) -> tuple[GroupPlan, str]:

@@ -17,10 +17,19 @@ from __future__ import annotations
 
 import difflib
 import reprlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["CheckpointError", "ConfigError", "format_path", "suggest", "truncate", "unknown_choice"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "edit_distance",
+    "format_path",
+    "misspelling_of",
+    "suggest",
+    "truncate",
+    "unknown_choice",
+]
 
 # The longest message one problem may have; longer ones (a huge value echoed whole) are cut in the middle.
 MAX_MESSAGE = 1000
@@ -61,7 +70,7 @@ class ConfigError(ValueError):
     """
 
     def __init__(self, message: str, *, path: str = "", problems: Sequence[tuple[str, str]] = ()):
-        path, message = str(path), _cut_message(str(message))
+        path, message = str(path), str(message) if problems else _cut_message(str(message))
         self.path = path
         self.problems: list[tuple[str, str]] = [(str(p), _cut_message(str(m))) for p, m in problems] or [
             (path, message)
@@ -76,9 +85,9 @@ class ConfigError(ValueError):
         if len(lines) == 1:
             path, message = problems[0]
             return cls(message, path=path)
-        err = cls("\n".join([f"{len(lines)} problems in the config:", *("  - " + ln for ln in lines)]))
-        err.problems = list(problems)
-        return err
+        # Each problem is cut on its own: the joined text is not, so no cut runs across lines.
+        text = "\n".join([f"{len(lines)} problems in the config:", *("  - " + line for line in lines)])
+        return cls(text, problems=problems)
 
 
 class CheckpointError(Exception):
@@ -109,12 +118,85 @@ def format_path(*parts: str | int) -> str:
     return out
 
 
+# What a key of one vocabulary (torch, Hugging Face, the recommender's schedules, British spelling) is
+# called in another: "did you mean" offers the first of these that is a valid choice, before the
+# closest spelling, since ``min_value`` is spelled like ``init_value`` but means ``end_value``.
+SYNONYMS: Mapping[str, tuple[str, ...]] = {
+    "optimiser": ("optimizer",),
+    "optim": ("optimizer",),
+    "scheduler": ("schedule",),
+    "lr_scheduler": ("schedule",),
+    "lr_schedule": ("schedule",),
+    "learning_rate": ("peak_value", "init_value", "value", "lr"),
+    "lr": ("peak_value", "init_value", "value", "learning_rate"),
+    "max_lr": ("peak_value", "learning_rate"),
+    "peak_lr": ("peak_value", "learning_rate"),
+    "base_lr": ("peak_value", "init_value", "learning_rate"),
+    "peak_value": ("learning_rate",),
+    "init_value": ("learning_rate",),
+    "min_value": ("end_value", "final_learning_rate"),
+    "min_lr": ("end_value", "final_learning_rate"),
+    "eta_min": ("end_value", "final_learning_rate"),
+    "final_value": ("end_value", "final_learning_rate"),
+    "final_lr": ("end_value", "final_learning_rate"),
+    "end_lr": ("end_value", "final_learning_rate"),
+    "end_value": ("final_learning_rate",),
+    "final_learning_rate": ("end_value",),
+    "warmup": ("warmup_steps", "num_ramp_steps"),
+    "num_warmup_steps": ("warmup_steps", "num_ramp_steps"),
+    "warmup_steps": ("num_ramp_steps",),
+    "num_ramp_steps": ("warmup_steps",),
+    "t_max": ("decay_steps", "final_num_steps"),
+    "num_training_steps": ("decay_steps", "final_num_steps", "total_steps"),
+    "max_steps": ("decay_steps", "final_num_steps", "total_steps"),
+    "decay_steps": ("final_num_steps",),
+    "final_num_steps": ("decay_steps",),
+}
+
+
 def suggest(value: str, choices: Iterable[str], *, n: int = 1) -> list[str]:
-    """The closest matches to ``value`` among ``choices``, case-insensitively."""
+    """The closest matches to ``value`` among ``choices``, case-insensitively: a synonym first.
+
+    Example:
+        >>> suggest("min_value", ["init_value", "peak_value", "end_value"]), suggest("lerning", ["learning"])
+        (['end_value'], ['learning'])
+    """
     choices = [str(c) for c in choices]
     by_lower = {c.lower(): c for c in choices}
+    synonyms = [by_lower[s] for s in SYNONYMS.get(value.lower(), ()) if s in by_lower]
     close = difflib.get_close_matches(value.lower(), list(by_lower), n=n, cutoff=0.6)
-    return [by_lower[c] for c in close]
+    return list(dict.fromkeys([*synonyms, *(by_lower[c] for c in close)]))[:n]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours that turn ``a`` into ``b``.
+
+    Example:
+        >>> edit_distance("lrr", "lr"), edit_distance("mometnum", "momentum"), edit_distance("name", "eps")
+        (1, 1, 4)
+    """
+    previous, current = None, list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        before, previous, current = previous, current, [i] + [0] * len(b)
+        for j, other in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
+            if before is not None and j > 1 and char == b[j - 2] and a[i - 2] == other:
+                current[j] = min(current[j], before[j - 2] + 1)
+    return current[-1]
+
+
+def misspelling_of(value: str, choices: Iterable[str]) -> str | None:
+    """The choice ``value`` is most likely a typo of: one edit away (two for names of 5+ letters).
+
+    Stricter than :func:`suggest`: it decides whether an unknown key is an error, not just a hint.
+
+    Example:
+        >>> misspelling_of("lrr", ["lr", "momentum"]), misspelling_of("layer", ["lr", "momentum"])
+        ('lr', None)
+    """
+    allowed = 1 if len(value) < 5 else 2
+    scored = sorted((edit_distance(value.lower(), str(c).lower()), str(c)) for c in choices)
+    return scored[0][1] if scored and scored[0][0] <= allowed else None
 
 
 def unknown_choice(

@@ -14,6 +14,7 @@ type) rejects.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 import torch
 
 from optforge.errors import ConfigError, format_path, suggest, truncate
@@ -166,7 +168,16 @@ def _finite(value: Any) -> bool:
 
 
 def _number(value: Any, default: Any, path: str, annotation: str) -> Any:
-    """A number for a hyperparameter whose default is a number."""
+    """A number for a hyperparameter whose default is a number (or a 1-element tensor where it takes one)."""
+    if isinstance(value, torch.Tensor) and "Tensor" in annotation:
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ConfigError(
+                f"expected a number or a 1-element floating-point tensor, got a tensor of shape "
+                f"{list(value.shape)} and dtype {value.dtype}",
+                path=path,
+            )
+        _number(value.item(), default, path, annotation)
+        return value  # used as given, as torch's constructors take it
     if not _is_number(value):
         raise ConfigError(f"expected a number, got {type(value).__name__} {truncate(value)}", path=path)
     whole_only = annotation and "float" not in annotation and "Tensor" not in annotation
@@ -221,10 +232,49 @@ def value_problems(name: str, value: Any, path: str) -> list[tuple[str, str]]:
     items = list(enumerate(value)) if isinstance(value, tuple | list) else [(None, value)]
     problems = []
     for index, item in items:
+        if isinstance(item, torch.Tensor) and item.numel() == 1:
+            item = item.item()  # a tensor lr is judged by its value
         problem = rng.problem(item)
         if problem:
             problems.append((path if index is None else format_path(path, index), problem))
     return problems
+
+
+@functools.cache
+def _validator(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    """A strict checker of values against a signature's annotation (``None`` where pydantic cannot read it)."""
+    try:
+        return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(strict=True, arbitrary_types_allowed=True))
+    except Exception:  # an annotation pydantic cannot build a schema for (a string, a private type)
+        return None
+
+
+def _annotated(value: Any, annotation: Any, path: str) -> None:
+    """Check ``value`` against ``annotation``, for hyperparameters whose default (``None``) says nothing of their type.
+
+    Strict: no string is taken for a number, no number for a boolean. A whole float
+    passes for an int (YAML writes ``1.0e3`` as a float).
+
+    Example:
+        >>> _annotated("abc", int | None, "optimizer.max_eval")
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: optimizer.max_eval: expected int | None, got str 'abc'
+    """
+    validator = None if annotation is inspect.Parameter.empty or isinstance(annotation, str) else _validator(annotation)
+    if validator is None or isinstance(value, torch.Tensor):
+        return
+    candidates = [value]
+    if isinstance(value, float) and value.is_integer():
+        candidates.append(int(value))
+    for candidate in candidates:
+        try:
+            validator.validate_python(candidate)
+            return
+        except pydantic.ValidationError:
+            continue
+    shown = str(annotation).replace("typing.", "").replace("NoneType", "None")
+    raise ConfigError(f"expected {shown}, got {type(value).__name__} {truncate(value)}", path=path)
 
 
 def _check_one(entry: OptimizerEntry, param: inspect.Parameter | None, name: str, value: Any, where: str) -> Any:
@@ -233,8 +283,11 @@ def _check_one(entry: OptimizerEntry, param: inspect.Parameter | None, name: str
         if default is not inspect.Parameter.empty and default is not None:
             annotation = "" if param.annotation is inspect.Parameter.empty else str(param.annotation)
             value = _convert(value, default, where, annotation)
-        elif isinstance(value, list):
-            value = tuple(value) if "tuple" in str(param.annotation) else value
+        else:
+            if isinstance(value, list) and "tuple" in str(param.annotation).lower():
+                value = tuple(value)
+            if default is None and value is not None:
+                _annotated(value, param.annotation, where)
     problems = value_problems(name, value, where)
     rule = FIRST_STEP_RULES.get(name)
     if rule is not None and rule.applies(entry.resolve_class()):

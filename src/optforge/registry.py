@@ -40,6 +40,7 @@ __all__ = [
     "Provider",
     "get_optimizer_class",
     "get_optimizer_entry",
+    "is_optimizer_name",
     "list_optimizers",
     "optimizer_entries",
     "optimizer_providers",
@@ -124,7 +125,11 @@ class OptimizerEntry:
         init = self.resolve_class().__init__
         accepted: dict[str, inspect.Parameter] = {}
         var_keyword: str | None = None
-        for index, (pname, param) in enumerate(inspect.signature(init).parameters.items()):
+        try:  # annotations written as strings (``from __future__ import annotations``) become types
+            signature = inspect.signature(init, eval_str=True)
+        except Exception:  # a name the defining module does not bind at run time: keep them as text
+            signature = inspect.signature(init)
+        for index, (pname, param) in enumerate(signature.parameters.items()):
             if index == 0 or pname == "params" or (index == 1 and self.takes != "params"):
                 continue  # self, and the parameters (or the model) themselves
             if param.kind is inspect.Parameter.VAR_KEYWORD:
@@ -303,6 +308,16 @@ def get_optimizer_entry(name: str, *, path: str = "optimizer.name") -> Optimizer
             provider whose package is not installed (with the extra to install).
     """
     return _REGISTRY.get(name, path=path)
+
+
+def is_optimizer_name(name: str) -> bool:
+    """Whether ``name`` is a registered optimizer (providers load as for a lookup).
+
+    Example:
+        >>> is_optimizer_name("adamw"), is_optimizer_name("StepLR")
+        (True, False)
+    """
+    return _REGISTRY.knows(name)
 
 
 def get_optimizer_class(name_or_config: Any) -> type[torch.optim.Optimizer]:

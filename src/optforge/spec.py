@@ -15,6 +15,7 @@ from typing import Any
 from optforge.config import Document, MultiTaskLearningRates, OptimizerSection, Problems, parse_document
 from optforge.errors import ConfigError
 from optforge.hyperparameters import check_hyperparameters
+from optforge.lr_schedulers.registry import is_scheduler_name
 from optforge.registry import OptimizerEntry, get_optimizer_entry
 from optforge.schedules import LearningRate
 
@@ -70,11 +71,25 @@ class ResolvedDocument:
     spec: OptimizerSpec | None
 
 
+def _optimizer_entry(name: Any, path: str) -> OptimizerEntry:
+    """The registry entry of ``name``; a scheduler's name is an error that says where it goes."""
+    try:
+        return get_optimizer_entry(name, path=path)
+    except ConfigError:
+        if isinstance(name, str) and is_scheduler_name(name):
+            raise ConfigError(
+                f"{name!r} is a learning-rate scheduler, not an optimizer: give it as "
+                f"schedule: {{name: {name}, ...}} beside the optimizer section",
+                path=path,
+            ) from None
+        raise
+
+
 def resolve_section(section: OptimizerSection, document: Document, problems: Problems) -> OptimizerSpec | None:
     """Check ``section`` against the registry, noting every problem; ``None`` when its optimizer is unknown."""
     entry = None
     with problems.collect():
-        found = get_optimizer_entry(section.name, path=section.name_path)
+        found = _optimizer_entry(section.name, section.name_path)
         reason = found.unavailable_reason()
         if reason:  # before the signature is read: that may import a package that is missing
             raise ConfigError(f"{found.name} cannot be built here: {reason}", path=section.name_path)

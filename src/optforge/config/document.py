@@ -35,7 +35,7 @@ from optforge.config.sections import (
     TemplateOptimizerConfig,
 )
 from optforge.config_source import load_config
-from optforge.errors import ConfigError, format_path, unknown_choice
+from optforge.errors import SYNONYMS, ConfigError, format_path, misspelling_of, truncate, unknown_choice
 from optforge.schedules import LearningRate
 
 __all__ = ["DOCUMENT_KEYS", "SECTION_FORMS", "Document", "OptimizerSection", "parse_document"]
@@ -190,6 +190,13 @@ def _towers(raw: Any, path: str) -> MultiTaskLearningRates | None:
     return None if raw is None else parse_model(MultiTaskLearningRates, raw, path)
 
 
+def _top_level_key_meant(key: Any) -> str | None:
+    """The document key ``key`` stands for: a synonym (``optimiser``, ``scheduler``) or a typo of one."""
+    text = str(key)
+    synonyms = [name for name in SYNONYMS.get(text.lower(), ()) if name in DOCUMENT_KEYS]
+    return synonyms[0] if synonyms else misspelling_of(text, DOCUMENT_KEYS)
+
+
 def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
     """The :class:`Document` of plain data, noting every problem in ``problems``."""
     data = dict(data)
@@ -201,6 +208,12 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
         section, schedule, towers_raw = data["optimizer"], data.get("schedule"), data.get(TOWERS_KEY)
     else:
         section, schedule, towers_raw = data, None, None
+        misspelt = {key: _top_level_key_meant(key) for key in data if not any(r(data) for _, r, _ in SECTION_FORMS)}
+        if any(misspelt.values()):  # ``optimiser:`` or ``scheduler:``, and no ``optimizer:``
+            for key, meant in misspelt.items():
+                if meant:
+                    problems.add(str(key), f"unknown top-level key {truncate(key)}; did you mean {meant!r}?")
+            return Document(None, (), None, None, TOWERS_KEY, data)
     optimizer, parts, towers, towers_path = None, (), None, TOWERS_KEY
     with problems.collect():
         towers = _towers(towers_raw, TOWERS_KEY)

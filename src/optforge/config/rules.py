@@ -28,11 +28,11 @@ class NoWeightDecay(StrictModel):
     (and a tied output head shares its weight with the embedding).
     """
 
-    bias: bool = True
-    norm: bool = True
-    embedding: bool = False
-    ndim_1: bool = True
-    model: bool = pydantic.Field(True, description="also the names returned by model.no_weight_decay()")
+    bias: pydantic.StrictBool = True
+    norm: pydantic.StrictBool = True
+    embedding: pydantic.StrictBool = False
+    ndim_1: pydantic.StrictBool = True
+    model: pydantic.StrictBool = pydantic.Field(True, description="also the names returned by model.no_weight_decay()")
     names: list[str] = pydantic.Field(default_factory=list, description="globs of parameter names")
 
 
@@ -40,14 +40,14 @@ class ParamGroupRule(StrictModel):
     """The selectors and settings of one rule; its other keys are optimizer hyperparameters."""
 
     match: Globs | None = None
-    regex: bool = False
+    regex: pydantic.StrictBool = False
     module_type: Globs | None = None
-    ndim: int | list[int] | None = None
+    ndim: pydantic.StrictInt | list[pydantic.StrictInt] | None = None
     name: str | None = None
     lr_scale: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
     schedule: LearningRate | None = None
-    layer: Annotated[int, pydantic.Field(ge=0)] | None = None
-    frozen: bool = False
+    layer: Annotated[int, pydantic.Field(ge=0, strict=True)] | None = None
+    frozen: pydantic.StrictBool = False
 
     @pydantic.model_validator(mode="after")
     def _regex_needs_match(self) -> ParamGroupRule:

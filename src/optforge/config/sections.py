@@ -182,24 +182,26 @@ class FlatOptimizerConfig(pydantic.BaseModel):
     param_groups: list[ParamGroupRule] | None = pydantic.Field(
         None, description="Ordered rules placing parameters in groups; the first match wins."
     )
-    no_weight_decay: bool | NoWeightDecay | None = pydantic.Field(
+    no_weight_decay: pydantic.StrictBool | NoWeightDecay | None = pydantic.Field(
         None, description="Parameters without weight decay (default: on for decoupled-decay optimizers)."
     )
     layer_decay: Annotated[float, pydantic.Field(gt=0, le=1)] | None = pydantic.Field(
         None, description="Scale each block's lr by layer_decay ** (blocks above it)."
     )
-    zero: bool | None = pydantic.Field(None, description="Shard optimizer state with ZeroRedundancyOptimizer.")
+    zero: pydantic.StrictBool | None = pydantic.Field(
+        None, description="Shard optimizer state with ZeroRedundancyOptimizer."
+    )
 
 
 class PartSelector(StrictModel):
     """Which parameters a part of a composite optimizer takes; every selector given must hold."""
 
     match: str | list[str] | None = pydantic.Field(None, description="Globs of parameter names (regexes with regex).")
-    regex: bool = False
+    regex: pydantic.StrictBool = False
     module_type: str | list[str] | None = pydantic.Field(
         None, description="Class names (or globs) of the modules holding the parameters; subclasses match too."
     )
-    ndim: int | list[int] | None = None
+    ndim: pydantic.StrictInt | list[pydantic.StrictInt] | None = None
 
 
 _PART_PARAMS = "The parameters this part takes (first part wins); without it, every parameter no earlier part took."

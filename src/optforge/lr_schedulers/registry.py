@@ -25,12 +25,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from optforge.errors import ConfigError
 from optforge.lr_schedulers.entry import SchedulerEntry
 from optforge.named_registry import NamedRegistry, Provider
+from optforge.registry import is_optimizer_name
 
 __all__ = [
     "SchedulerProvider",
     "get_scheduler_entry",
+    "is_scheduler_name",
     "list_schedulers",
     "register_scheduler",
     "register_scheduler_provider",
@@ -128,7 +131,26 @@ def get_scheduler_entry(name: str, *, path: str = "schedule.name") -> SchedulerE
         ...
         optforge.errors.ConfigError: schedule.name: unknown scheduler 'CosineAnealingLR'; did you mean ...
     """
-    return _REGISTRY.get(name, path=path)
+    try:
+        return _REGISTRY.get(name, path=path)
+    except ConfigError:
+        if isinstance(name, str) and is_optimizer_name(name):
+            raise ConfigError(
+                f"{name!r} is an optimizer, not a learning-rate scheduler: give it as the optimizer "
+                f"section's name (optimizer: {{name: {name}, ...}})",
+                path=path,
+            ) from None
+        raise
+
+
+def is_scheduler_name(name: str) -> bool:
+    """Whether ``name`` is a registered scheduler (providers load as for a lookup).
+
+    Example:
+        >>> is_scheduler_name("reducelronplateau"), is_scheduler_name("AdamW")
+        (True, False)
+    """
+    return _REGISTRY.knows(name)
 
 
 def scheduler_entries(pattern: str = "*", *, provider: str | None = None) -> list[SchedulerEntry]:

@@ -48,8 +48,9 @@ class Length:
         scale = context.get(needed)
         if scale is None:
             raise ConfigError(
-                f"{{{self.unit}: {self.value}}} needs {needed}: pass it beside the schedule "
-                f"(schedule.{needed}) or to resolve_schedule/make_schedule",
+                f"{{{self.unit}: {self.value}}} needs {needed}: pass it from code, optforge.build(model, config, "
+                f"{needed}=N), or write it in the file with the schedule under lr, "
+                f"schedule: {{{needed}: N, lr: {{...this schedule...}}}}",
                 path=path,
             )
         steps = self.value * scale
