@@ -305,3 +305,47 @@ def test_schedulers_step_as_the_template_trainer_steps_them() -> None:
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="goes back"):
         iter_scheduler.step(epoch=3)
+
+
+def test_the_metric_reaches_plateau_schedulers_nested_in_a_chained_scheduler() -> None:
+    # The template's ChainedScheduler passes step(epoch=k, metric=loss) on to each nested scheduler in its range.
+    cfg = {
+        "epoch_scheduler": {
+            "name": "warm then plateau",
+            "class_name": "ChainedScheduler",
+            "checkpoint": None,
+            "args": {
+                "step_ranges": [[0, 4], [4, 1000]],
+                "schedulers": [
+                    {"name": "warm", "class_name": "LinearLR", "args": {"start_factor": 0.25, "total_iters": 3}},
+                    {"name": "plateau", "class_name": "ReduceLROnPlateau", "args": {"factor": 0.5, "patience": 1}},
+                ],
+            },
+        },
+        "iter_scheduler": None,
+    }
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    _, epoch_scheduler = template.build_lr_scheduler(cfg, optimizer, 20, 100)
+    lrs = []
+    for k in range(1, 10):
+        optimizer.step()
+        epoch_scheduler.step(epoch=k, metric=1.0)  # never improves: halved every second judgement after the first
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [0.5, 0.75, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_a_plateau_judges_the_metric_once_per_call_whatever_the_epoch() -> None:
+    cfg = {
+        "epoch_scheduler": {
+            "name": "p",
+            "class_name": "ReduceLROnPlateau",
+            "checkpoint": None,
+            "args": {"factor": 0.5, "patience": 0},
+        },
+        "iter_scheduler": None,
+    }
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    _, epoch_scheduler = template.build_lr_scheduler(cfg, optimizer, 20, 100)
+    epoch_scheduler.step(epoch=0, metric=1.0)  # the template's plot script starts at epoch 0
+    epoch_scheduler.step(epoch=5, metric=1.0)  # one judgement, as the template's step ignores the epoch
+    assert optimizer.param_groups[0]["lr"] == 0.5

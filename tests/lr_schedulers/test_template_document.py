@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import torch
 
 from optforge.lr_schedulers import build_template_schedulers
 from tests.lr_schedulers._common import make_optimizer, metric_at, run
@@ -37,15 +36,6 @@ def _plateau(lrs0: float, metrics: list[float], factor: float, patience: int, st
                 lr, bad = lr * factor, 0
         out.append(lr)
     return out
-
-
-def _noise(t: int, seed: int, pct: float) -> float:
-    generator = torch.Generator()
-    generator.manual_seed(seed + t)
-    while True:
-        noise = torch.randn(1, generator=generator).item()
-        if abs(noise) < pct:
-            return noise
 
 
 def step_lr(b: float, n: int) -> list[float]:
@@ -86,13 +76,14 @@ def polynomial_lr_decay(b: float, n: int) -> list[float]:
 
 
 def warmup_reduce_restarts(b: float, n: int) -> list[float]:
-    # The template's step-by-step state: the step in the cycle, the cycle's length, the cycle count.
-    out, within, length, cycle = [1e-4], 0, 20, 0
-    for _ in range(1, n):
-        within += 1
-        if within >= length:
-            cycle, within = cycle + 1, within - length
-            length = int((length - 4) * 1.5) + 4
+    # The template's trainer calls step(epoch=k): cycle c lasts 20 * 1.5 ** c from int(20 * (1.5 ** c - 1) / 0.5).
+    out = [1e-4]
+    for k in range(1, n):
+        if k < 20:
+            cycle, within, length = 0, k, 20.0
+        else:
+            cycle = int(math.log(k / 20 * 0.5 + 1, 1.5))
+            within, length = k - int(20 * (1.5**cycle - 1) / 0.5), 20 * 1.5**cycle
         peak = 0.1 * 0.5**cycle
         if within < 4:
             out.append((peak - 1e-4) * within / 4 + 1e-4)
@@ -102,21 +93,20 @@ def warmup_reduce_restarts(b: float, n: int) -> list[float]:
 
 
 def timm_cosine(b: float, n: int) -> list[float]:
-    low, high = round(0.4 * n), round(0.8 * n)
+    # t_initial stays as written, and timm reads noise_range_t [0.4, 0.8] as epochs: no noise.
     out = []
     for t in range(n):
         if t < 3:
-            lr = 1e-4 + t * (b - 1e-4) / 3
+            out.append(1e-4 + t * (b - 1e-4) / 3)
+        elif t < 30:
+            out.append(1e-5 + 0.5 * (b - 1e-5) * (1 + math.cos(math.pi * t / 30)))
         else:
-            lr = 1e-5 + 0.5 * (b - 1e-5) * (1 + math.cos(math.pi * t / n))
-        if low <= t < high:
-            lr += lr * _noise(t, 7, 0.1)
-        out.append(lr)
+            out.append(1e-5)
     return out
 
 
 def timm_poly(b: float, n: int) -> list[float]:
-    length = round(0.5 * n)
+    length = 20
     return [b * (1 - t / length) ** 0.9 if t < length else 0.0 for t in range(n)]
 
 
@@ -130,7 +120,8 @@ def timm_multistep(b: float, n: int) -> list[float]:
 
 def timm_tanh(b: float, n: int) -> list[float]:
     # Without a warmup, timm's schedulers set the base lr when built: the formula starts at epoch 1.
-    return [b] + [0.5 * b * (1 - math.tanh(-7 * (1 - t / n) + 3 * t / n)) for t in range(1, n)]
+    tanh = [0.5 * b * (1 - math.tanh(-7 * (1 - t / 30) + 3 * t / 30)) if t < 30 else 0.0 for t in range(1, n)]
+    return [b, *tanh]
 
 
 def timm_plateau(b: float, n: int) -> list[float]:
@@ -190,6 +181,7 @@ CASES: dict[str, tuple[dict[str, Any], Reference]] = {
         _section(
             "timm_CosineLRScheduler",
             {
+                "t_initial": 30,
                 "lr_min": 1e-5,
                 "warmup_t": 3,
                 "warmup_lr_init": 1e-4,
@@ -200,7 +192,7 @@ CASES: dict[str, tuple[dict[str, Any], Reference]] = {
         ),
         timm_cosine,
     ),
-    "timm_PolyLRScheduler": (_section("timm_PolyLRScheduler", {"t_initial": 0.5, "power": 0.9}), timm_poly),
+    "timm_PolyLRScheduler": (_section("timm_PolyLRScheduler", {"t_initial": 20, "power": 0.9}), timm_poly),
     "timm_StepLRScheduler": (
         _section("timm_StepLRScheduler", {"decay_t": 10, "decay_rate": 0.5, "warmup_t": 2, "warmup_lr_init": 1e-3}),
         timm_step,
@@ -209,7 +201,7 @@ CASES: dict[str, tuple[dict[str, Any], Reference]] = {
         _section("timm_MultiStepLRScheduler", {"decay_t": [10, 20], "decay_rate": 0.5}),
         timm_multistep,
     ),
-    "timm_TanhLRScheduler": (_section("timm_TanhLRScheduler", None), timm_tanh),
+    "timm_TanhLRScheduler": (_section("timm_TanhLRScheduler", {"t_initial": 30}), timm_tanh),
     "timm_PlateauLRScheduler": (
         _section(
             "timm_PlateauLRScheduler",
@@ -235,6 +227,7 @@ METRIC_DRIVEN = {"ReduceLROnPlateau", "timm_PlateauLRScheduler"}
 
 
 @pytest.mark.filterwarnings("ignore:PlateauLRScheduler is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore::optforge.lr_schedulers.TemplateRuleWarning")
 @pytest.mark.parametrize("epochs", [200, 37])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_epoch_scheduler_lrs_equal_the_template_builder(case: str, epochs: int) -> None:

@@ -144,16 +144,20 @@ def param_groups_weight_decay(
 class TemplateStepping:
     """A scheduler stepped as the template's trainer steps it: ``step(epoch=k, metric=loss)``.
 
-    ``epoch=k`` advances the scheduler to step ``k`` (one step when the trainer
-    counts up one at a time); a metric-driven scheduler (``ReduceLROnPlateau``,
-    timm's plateau) gets ``metric``, the others ignore it as the template's do.
-    Every other attribute (``state_dict``, ``get_last_lr``, ``optimizer``...) is
-    the wrapped scheduler's, which ``scheduler`` holds.
+    As the template's schedulers do: those that take the epoch (the template's
+    own, timm's, ``CosineAnnealingWarmRestarts``, the ranged ``ChainedScheduler``)
+    go to step ``k``; a metric-driven one (``ReduceLROnPlateau``) judges ``metric``
+    once per call, whatever the epoch; torch's others ignore ``metric`` and advance
+    to step ``k`` (one step when the trainer counts up one at a time).
+    ``step()`` advances by one. Every other attribute (``state_dict``,
+    ``get_last_lr``, ``optimizer``...) is the wrapped scheduler's, which
+    ``scheduler`` holds.
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         >>> sched = TemplateStepping(torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
         >>> for k in range(1, 5):
+        ...     opt.step()
         ...     sched.step(epoch=k, metric=0.3)
         >>> sched.get_last_lr()
         [0.25]
@@ -164,15 +168,21 @@ class TemplateStepping:
 
     def step(self, epoch: int | None = None, metric: float | None = None) -> None:
         """Advance to ``epoch`` (or by one step), passing ``metric`` to a metric-driven scheduler."""
+        if getattr(self.scheduler, "takes_epoch", False):
+            self.scheduler.step(epoch=epoch, metric=metric)
+            return
+        if is_metric_driven(self.scheduler):
+            self.scheduler.step(metric)
+            return
+        if epoch is not None and isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts):
+            self.scheduler.step(epoch)
+            return
         last = getattr(self.scheduler, "last_epoch", None)
         steps = 1 if epoch is None or not isinstance(last, int) else epoch - last
         if steps < 1:
             raise ValueError(f"step(epoch={epoch}) goes back: the scheduler is already at step {last}")
         for _ in range(steps):
-            if is_metric_driven(self.scheduler):
-                self.scheduler.step(metric)
-            else:
-                self.scheduler.step()
+            self.scheduler.step()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.scheduler, name)
@@ -182,9 +192,11 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, epoch: int, m
     """The template's ``(iter_scheduler, epoch_scheduler)`` from its scheduler file.
 
     ``cfg`` holds ``epoch_scheduler`` and ``iter_scheduler`` sections (either may be
-    ``null``), each ``{name, class_name, args, checkpoint}``; lengths written as the
-    template writes them (float milestones, ``step_size <= 1``, timm's ``t_initial``...)
-    are fractions of the run: ``epoch`` epochs, or ``max_iter`` iterations.
+    ``null``), each ``{name, class_name, args, checkpoint}``, rewritten as the template
+    rewrites them (float milestones and ``step_size <= 1`` are fractions of the run:
+    ``epoch`` epochs, or ``max_iter`` iterations; see
+    :func:`~optforge.lr_schedulers.build_template_schedulers`). Both take the
+    trainer's ``step(epoch=k, metric=loss)`` (:class:`TemplateStepping`).
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
@@ -195,6 +207,7 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, epoch: int, m
         >>> iter_scheduler is None, epoch_scheduler.milestones
         (True, Counter({100: 1, 150: 1}))
         >>> for k in range(1, 101):
+        ...     opt.step()
         ...     epoch_scheduler.step(epoch=k, metric=0.5)  # as the template's trainer steps it
         >>> [round(lr, 6) for lr in epoch_scheduler.get_last_lr()]
         [0.01]

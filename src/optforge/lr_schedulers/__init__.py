@@ -29,6 +29,7 @@ from optforge.lr_schedulers.registry import (
 )
 from optforge.lr_schedulers.section import SECTION_OPTIONS, build_named_scheduler, is_named_section, section_options
 from optforge.lr_schedulers.template import build_template_schedulers
+from optforge.lr_schedulers.template_rules import TemplateRuleWarning
 from optforge.lr_schedulers.timm_adapter import TimmScheduler
 from optforge.lr_schedulers.trace import is_metric_driven, scheduler_trace
 
@@ -40,6 +41,7 @@ __all__ = [
     "RangedChainedScheduler",
     "ReduceLROnPlateau",
     "SchedulerEntry",
+    "TemplateRuleWarning",
     "TimmScheduler",
     "WarmupPlateau",
     "build_named_scheduler",

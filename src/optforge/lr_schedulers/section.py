@@ -36,7 +36,7 @@ from optforge.lr_schedulers.arguments import check_arguments, is_length, resolve
 from optforge.lr_schedulers.entry import SchedulerEntry
 from optforge.lr_schedulers.plateau import WarmupPlateau
 from optforge.lr_schedulers.registry import get_scheduler_entry
-from optforge.lr_schedulers.template_rules import apply_template_rules
+from optforge.lr_schedulers.template_rules import TEMPLATE_RULES, apply_template_rules, warn_notes
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -161,6 +161,7 @@ def parse_section(
     problems: list[tuple[str, str]],
     *,
     num_loop: int | None = None,
+    notes: list[tuple[str, str]] | None = None,
 ) -> SchedulerSpec | None:
     """Check a section (and its nested ones); append every problem to ``problems``.
 
@@ -172,6 +173,8 @@ def parse_section(
         num_loop: The run's length for the training template's rewrites
             (:mod:`~optforge.lr_schedulers.template_rules`); template sections use
             ``total_steps`` when it is not given.
+        notes: Where the template's rewrites note values it does not read as they
+            look (:func:`~optforge.lr_schedulers.template_rules.warn_notes` warns of them).
 
     Returns:
         The spec, or ``None`` when a problem stops the check early.
@@ -188,7 +191,7 @@ def parse_section(
     try:
         entry = get_scheduler_entry(name, path=name_path)
     except ConfigError as error:
-        problems.extend(error.problems)
+        problems.extend(_unknown_name(name, name_path, error))
         return None
     parameters = entry.parameters()
     if not template:  # in a flat section, keys that are not arguments may be options
@@ -200,10 +203,11 @@ def parse_section(
     context = _merge_context(context, {**options, **given}, path, problems)
     for key in CONTEXT_KEYS:
         options.pop(key, None)
+    in_template = template or num_loop is not None
     if num_loop is None and template:
         num_loop = context.get("total_steps")
-    if num_loop is not None:
-        args = apply_template_rules(entry.name, args, num_loop)
+    if in_template:
+        args = apply_template_rules(name, args, num_loop, entry=entry, path=args_path, name_path=name_path, notes=notes)
     values = {**entry.defaults, **args}
     nested: dict[str, list[SchedulerSpec]] = {}
     for key in entry.nested:
@@ -215,7 +219,7 @@ def parse_section(
             problems.append((where, f"expected a list of scheduler sections, got {items!r}"))
             continue
         specs = [
-            parse_section(item, format_path(where, i), context, problems, num_loop=num_loop)
+            parse_section(item, format_path(where, i), context, problems, num_loop=num_loop, notes=notes)
             for i, item in enumerate(items)
         ]
         nested[key] = [spec for spec in specs if spec is not None]
@@ -223,6 +227,20 @@ def parse_section(
     checked.update(nested)
     options = _check_options(entry, options, path, context, problems)
     return SchedulerSpec(entry, checked, path, options)
+
+
+def _unknown_name(name: Any, name_path: str, error: ConfigError) -> list[tuple[str, str]]:
+    """The problems of an unknown name; for one of timm's classes written without its prefix, its name."""
+    if not isinstance(name, str) or name.lower().startswith("timm"):
+        return error.problems
+    try:
+        timm_entry = get_scheduler_entry(f"timm_{name}", path=name_path)
+    except ConfigError:  # not timm's either, or timm is not installed
+        return error.problems
+    message = f"unknown scheduler {name!r}; timm's {name} is registered as {timm_entry.name!r}, as in the template"
+    if name in TEMPLATE_RULES:
+        message += f" (whose rewrite of arguments keyed on {name!r} does not apply to {timm_entry.name!r})"
+    return [(name_path, message)]
 
 
 def _check_options(
@@ -309,7 +327,8 @@ def load_checkpoint(scheduler: Any, file: str | os.PathLike[str], path: str, arg
     if not isinstance(state, Mapping):
         raise ConfigError(f"{str(file)!r} holds a {type(state).__name__}, not a scheduler state", path=path)
     fresh = scheduler.state_dict()
-    missing, unexpected = sorted(set(fresh) - set(state)), sorted(set(state) - set(fresh))
+    missing = sorted(set(fresh) - set(state) - set(getattr(scheduler, "added_state", ())))
+    unexpected = sorted(set(state) - set(fresh))
     if missing or unexpected:
         raise ConfigError(
             f"{str(file)!r} is not a state of {type(scheduler).__name__}: missing keys {missing}, "
@@ -382,7 +401,9 @@ def build_named_scheduler(
         "steps_per_epoch": _positive("steps_per_epoch", steps_per_epoch, path, problems),
         "total_steps": _positive("total_steps", total_steps, path, problems),
     }
-    spec = parse_section(section, path, context, problems)
+    notes: list[tuple[str, str]] = []
+    spec = parse_section(section, path, context, problems, notes=notes)
+    warn_notes(notes, stacklevel=2)
     if problems or spec is None:
         raise ConfigError.from_problems(problems)
     return build_from_spec(optimizer, spec)

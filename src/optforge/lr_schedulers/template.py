@@ -21,6 +21,7 @@ import torch
 from optforge.config_source import to_plain
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.lr_schedulers.section import TEMPLATE_DOCUMENT_KEYS, SchedulerSpec, build_from_spec, parse_section
+from optforge.lr_schedulers.template_rules import warn_notes
 
 __all__ = ["build_template_schedulers"]
 
@@ -32,14 +33,19 @@ def build_template_schedulers(
 
     The epoch scheduler is built for a run of ``num_loop = epoch`` steps, the
     iteration scheduler for ``num_loop = max_iter``; before building, the
-    template's rewrites apply (:data:`~optforge.lr_schedulers.template_rules.TEMPLATE_RULES`:
-    a float ``MultiStepLR`` milestone or ``StepLR`` ``step_size <= 1`` is a
-    fraction of ``num_loop``, a missing ``LinearLR`` ``total_iters`` is
-    ``num_loop``, timm's ``t_initial`` is ``num_loop``...), nested ``schedulers``
-    included. ``{fraction: x}`` lengths are fractions of ``num_loop`` too.
+    template's rewrites apply, by ``class_name`` as written
+    (:data:`~optforge.lr_schedulers.template_rules.TEMPLATE_RULES`: a float
+    ``MultiStepLR`` milestone or ``StepLR`` ``step_size <= 1`` is a fraction of
+    ``num_loop``, a missing ``LinearLR`` ``total_iters`` is ``num_loop``...),
+    nested ``schedulers`` included; timm's schedulers get their arguments as
+    written. One :class:`~optforge.lr_schedulers.TemplateRuleWarning` lists the
+    values the template does not read as they look (a fraction timm reads as
+    epochs). ``{fraction: x}`` lengths are fractions of ``num_loop``.
 
     Step the epoch scheduler once after every epoch and the iteration scheduler
-    after every iteration, with ``step()`` (``step(metric)`` for a metric-driven one).
+    after every iteration, with ``step()`` (``step(metric)`` for a metric-driven
+    one): the lrs are those of the template's trainer, which calls
+    ``step(epoch=k, metric=loss)`` (``optforge.compat.template`` takes that call).
 
     Args:
         cfg: The document (mapping or ``DictConfig``); a missing or null key builds no scheduler.
@@ -74,13 +80,15 @@ def build_template_schedulers(
         ),
     }
     specs: dict[str, SchedulerSpec | None] = {}
+    notes: list[tuple[str, str]] = []
     for key in ("epoch_scheduler", "iter_scheduler"):
         section = document.get(key)
         if section is None:
             specs[key] = None
             continue
         num_loop, context = runs[key]
-        specs[key] = parse_section(section, format_path(path, key), context, problems, num_loop=num_loop)
+        specs[key] = parse_section(section, format_path(path, key), context, problems, num_loop=num_loop, notes=notes)
+    warn_notes(notes, stacklevel=2)
     if problems:
         raise ConfigError.from_problems(problems)
     built = {key: None if spec is None else build_from_spec(optimizer, spec) for key, spec in specs.items()}
