@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import pickle
 import warnings
 
 import pytest
@@ -378,3 +379,150 @@ def test_build_with_a_schedule_section() -> None:
     opt, sched = optforge.build(model, {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"lr": COSINE}})
     _train(opt, sched, 6)
     assert sched.get_last_lr() == [compute_lr(COSINE, 6)] * len(opt.param_groups)
+
+
+# Param groups added while training (add_param_group: unfreezing a backbone).
+
+
+def test_an_added_group_with_its_own_schedule_follows_it() -> None:
+    opt = torch.optim.SGD(_named_groups("head"), lr=0.5)
+    sched = LRShim(opt, {"head": COSINE})
+    _train(opt, sched, 3)
+    opt.add_param_group({"params": _params(), "name": "backbone", "lr": 0.5, "schedule": RAMP, "lr_scale": 0.5})
+    backbone = opt.param_groups[1]
+    assert backbone["initial_lr"] == 0.5
+    assert backbone["lr"] == 0.5 * compute_lr(RAMP, 3)  # set at once, for the step it joins at
+    assert sched.get_last_lr() == [compute_lr(COSINE, 3), 0.5 * compute_lr(RAMP, 3)]
+    lrs = _train(opt, sched, 4)
+    assert lrs == [[compute_lr(COSINE, t), 0.5 * compute_lr(RAMP, t)] for t in range(3, 7)]
+    assert sched.base_lrs == [0.5, 0.5]
+    assert set(sched.state_dict()["fingerprint"]) == {"head", "backbone"}
+
+
+def test_an_added_group_follows_the_schedule_shared_by_every_group() -> None:
+    opt = torch.optim.AdamW(_params(), lr=0.5)
+    sched = build_scheduler(opt, {"lr": COSINE, "beta1": {"constant": 0.8}})
+    _train(opt, sched, 2)
+    opt.add_param_group({"params": _params(), "lr": 0.1, "lr_scale": 2.0})
+    assert _train(opt, sched, 3) == [[compute_lr(COSINE, t), 2.0 * compute_lr(COSINE, t)] for t in range(2, 5)]
+    assert opt.param_groups[1]["betas"] == (0.8, 0.999)
+
+
+def test_an_added_group_keeps_its_lr_without_a_schedule_section() -> None:
+    opt = torch.optim.SGD(_params(), lr=0.5)
+    sched = build_scheduler(opt, None)
+    _train(opt, sched, 2)
+    opt.add_param_group({"params": _params(), "lr": 0.03})
+    assert _train(opt, sched, 2) == [[0.5, 0.03]] * 2
+
+
+def test_an_added_group_of_a_composite_part_follows_the_parts_schedule() -> None:
+    from optforge.optimizers.composite import CompositeOptimizer
+
+    opt = CompositeOptimizer({"sgd": torch.optim.SGD(_params(), lr=0.1), "adam": torch.optim.Adam(_params())})
+    sched = LRShim(opt, {"sgd": COSINE, "adam": RAMP})
+    _train(opt, sched, 2)
+    opt.add_param_group({"params": _params()}, part="sgd")  # goes after the sgd part's group, before adam's
+    assert [group["part"] for group in opt.param_groups] == ["sgd", "sgd", "adam"]
+    lrs = _train(opt, sched, 3)
+    assert lrs == [[compute_lr(COSINE, t), compute_lr(COSINE, t), compute_lr(RAMP, t)] for t in range(2, 5)]
+
+
+def test_an_added_group_without_a_schedule_is_refused_when_added() -> None:
+    opt = torch.optim.SGD(_named_groups("head"), lr=0.5)
+    sched = LRShim(opt, {"head": COSINE})
+    _train(opt, sched, 2)
+    with pytest.raises(ConfigError, match=r"param group 'backbone' added .* has no schedule.*'schedule'") as info:
+        opt.add_param_group({"params": _params(), "name": "backbone"})
+    assert info.value.path == "param_groups[1]"
+    assert len(opt.param_groups) == 1  # not added
+    with pytest.raises(ConfigError, match=r"param_groups\[1\]\.schedule\.constnt: unknown key"):
+        opt.add_param_group({"params": _params(), "name": "backbone", "schedule": {"constnt": 0.1}})
+    assert len(opt.param_groups) == 1
+    assert _train(opt, sched, 2) == [[compute_lr(COSINE, t)] for t in (2, 3)]
+
+
+def test_a_group_added_behind_the_schedulers_back_is_refused_at_the_next_step() -> None:
+    opt = torch.optim.SGD(_named_groups("head"), lr=0.5)
+    sched = LRShim(opt, {"head": COSINE})
+    torch.optim.Optimizer.add_param_group(opt, {"params": _params(), "name": "backbone"})
+    opt.step()
+    with pytest.raises(ConfigError, match=r"param group 'backbone' added .* has no schedule"):
+        sched.step()
+
+
+def test_state_round_trips_after_a_group_was_added() -> None:
+    def make() -> tuple[torch.optim.Optimizer, LRShim]:
+        opt = torch.optim.AdamW(_named_groups("head"), lr=0.5)
+        return opt, LRShim(opt, {"head": COSINE}, {"beta1": {"head": {"constant": 0.9}}})
+
+    backbone = {"name": "backbone", "schedule": RAMP, "lr_scale": 0.5}
+    opt, sched = make()
+    _train(opt, sched, 3)
+    opt.add_param_group({"params": _params(), **backbone})
+    _train(opt, sched, 3)
+    saved = copy.deepcopy({"opt": opt.state_dict(), "sched": sched.state_dict()})
+    straight = _train(opt, sched, 5)
+
+    resumed_opt, resumed = make()
+    resumed_opt.add_param_group({"params": _params(), **backbone})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fingerprints match
+        resumed_opt.load_state_dict(saved["opt"])
+        resumed.load_state_dict(saved["sched"])
+    assert resumed.state_dict() == saved["sched"]
+    assert _train(resumed_opt, resumed, 5) == straight
+
+
+# Pickling and deep copies, with the optimizer.
+
+
+def _stepped_pair() -> tuple[torch.optim.Optimizer, LRShim]:
+    opt = torch.optim.AdamW(_named_groups("body", "head"), lr=0.5)
+    beta1 = {"linear_decay": {"peak_value": 0.95, "end_value": 0.85, "decay_steps": 20}}
+    sched = LRShim(opt, {"body": COSINE, "head": RAMP}, {"beta1": {"head": beta1}})
+    _train(opt, sched, 3)
+    return opt, sched
+
+
+@pytest.mark.parametrize(
+    "clone", [lambda pair: pickle.loads(pickle.dumps(pair)), copy.deepcopy], ids=["pickle", "deepcopy"]
+)
+def test_a_copy_with_its_optimizer_continues_identically_and_keeps_its_own_load_hook(clone) -> None:
+    opt, sched = _stepped_pair()
+    copied_opt, copied = clone((opt, sched))
+    assert copied.optimizer is copied_opt
+    assert copied.state_dict() == sched.state_dict()
+    rows = [[g["lr"] for g in o.param_groups] + [g["betas"] for g in o.param_groups] for o in (opt, copied_opt)]
+    assert rows[0] == rows[1]
+    for _ in range(4):
+        for o, s in ((opt, sched), (copied_opt, copied)):
+            o.step()
+            s.step()
+        assert [g["lr"] for g in copied_opt.param_groups] == [g["lr"] for g in opt.param_groups]
+        assert copied_opt.param_groups[1]["betas"] == opt.param_groups[1]["betas"]
+
+    _train(copied_opt, copied, 2)  # the copy is now 2 steps ahead
+    state = copied_opt.state_dict()
+    for group in state["param_groups"]:
+        group["lr"] = 123.0
+    copied_opt.load_state_dict(state)  # the copy's hook re-applies the copy's lrs
+    assert copied.get_last_lr() == [compute_lr(COSINE, 9), compute_lr(RAMP, 9)]
+    assert [g["lr"] for g in copied_opt.param_groups] == copied.get_last_lr()
+    opt.load_state_dict(state)  # only the original's hook runs on the original
+    assert [g["lr"] for g in opt.param_groups] == [compute_lr(COSINE, 7), compute_lr(RAMP, 7)]
+
+
+def test_a_pickled_scheduler_keeps_watching_for_added_groups() -> None:
+    opt, sched = pickle.loads(pickle.dumps(_stepped_pair()))
+    with pytest.raises(ConfigError, match="has no schedule"):
+        opt.add_param_group({"params": _params(), "name": "extra"})
+    opt.add_param_group({"params": _params(), "name": "extra", "schedule": {"constant": 0.2}})
+    assert sched.get_last_lr()[-1] == 0.2
+
+
+def test_a_group_added_to_a_typed_config_build_follows_its_learning_rate() -> None:
+    opt, sched = optforge.build(nn.Linear(3, 1), {"sgd": {"lr": 0.1}, "learning_rate": RAMP})
+    _train(opt, sched, 2)
+    opt.add_param_group({"params": _params()})
+    assert _train(opt, sched, 2) == [[compute_lr(RAMP, t)] * 2 for t in (2, 3)]

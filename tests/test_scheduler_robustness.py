@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -63,16 +64,54 @@ def test_a_valid_state_still_loads() -> None:
     assert fresh_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
 
 
-def test_an_optimizer_state_without_lr_gets_its_lr_from_the_schedule() -> None:
-    optimizer, shim = _stepped(2)
+@pytest.mark.parametrize("missing", [[0], [1], [0, 1]], ids=repr)
+def test_an_optimizer_state_without_lr_is_refused_without_changing_anything(missing: list[int]) -> None:
+    w, v = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([{"params": [w], "name": "a"}, {"params": [v], "name": "b"}], lr=0.1)
+    ramp = {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 4}}
+    shim = LRShim(optimizer, {"a": ramp, "b": {"constant": 0.2}})
+
+    def train(steps: int) -> None:
+        for _ in range(steps):
+            (w.sum() + v.sum()).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            shim.step()
+
+    train(1)
+    state = optimizer.state_dict()  # saved at step 1
+    for index in missing:
+        del state["param_groups"][index]["lr"]
+    train(2)
+    before = (copy.deepcopy(optimizer.state_dict()), shim.state_dict(), shim.get_last_lr())
+    with pytest.raises(ConfigError) as info:
+        optimizer.load_state_dict(state)
+    assert [path for path, _ in info.value.problems] == [f"param_groups[{index}].lr" for index in missing]
+    assert "no 'lr'" in str(info.value)
+    after = (optimizer.state_dict(), shim.state_dict(), shim.get_last_lr())
+    assert after[1:] == before[1:]
+    assert after[0]["param_groups"] == before[0]["param_groups"]
+    for key, entry in before[0]["state"].items():
+        assert all(torch.equal(entry[name], after[0]["state"][key][name]) for name in entry)
+    assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(0.075), 0.2]
+
+
+def test_an_optimizer_state_without_the_betas_a_schedule_sets_is_refused() -> None:
+    optimizer, _ = _shim(beta1={"all": {"constant": 0.8}})
     state = optimizer.state_dict()
-    for group in state["param_groups"]:
-        del group["lr"]
+    del state["param_groups"][0]["betas"]
+    with pytest.raises(ConfigError, match=r"no 'betas' \(scheduled as beta1\)") as info:
+        optimizer.load_state_dict(state)
+    assert info.value.path == "param_groups[0].betas"
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.999)
+
+
+def test_an_optimizer_state_with_lr_still_loads_and_gets_the_schedules_lr() -> None:
+    optimizer, _ = _stepped(2)
+    state = optimizer.state_dict()
+    state["param_groups"][0]["lr"] = 5.0
     optimizer.load_state_dict(state)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
-    optimizer.step()
-    shim.step()
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.075)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import warnings
@@ -46,7 +47,7 @@ class ScheduleChangedWarning(UserWarning):
 
 def _set_value(group: dict[str, Any], key: str, value: float) -> None:
     """Set ``group[key]``, in place when it is a tensor (fused or capturable optimizers)."""
-    current = group.get(key)  # a loaded optimizer state may lack it: the schedule decides it anyway
+    current = group.get(key)
     if isinstance(current, torch.Tensor):
         current.fill_(value)
     else:
@@ -158,6 +159,21 @@ def _as_float(value: Any) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
+def _own_lr(group: Mapping[str, Any]) -> dict[str, float]:
+    """A group's own lr, held constant (the schedule of a group when there is no schedule section)."""
+    return {"constant": _as_float(group.get("initial_lr", group["lr"]))}
+
+
+class _GroupSchedules(NamedTuple):
+    """What the scheduler sets in one param group."""
+
+    label: str
+    lr: Schedule
+    lr_scale: float
+    hyperparameters: list[tuple[str, Schedule]]  # (name in HYPERPARAMETERS, schedule)
+    fingerprint: str
+
+
 class LRShim(LRScheduler):
     """Set each param group's lr (and optionally other hyperparameters) from schedule configs.
 
@@ -171,9 +187,16 @@ class LRShim(LRScheduler):
         hyperparameters: Optional ``{name: {group: schedule}}`` for other
             hyperparameters (names in :data:`HYPERPARAMETERS`); groups left out
             keep their value. ``beta1`` sets ``betas[0]`` and keeps ``betas[1]``.
+        defaults: Optional ``{"lr" or a hyperparameter name: schedule}`` for
+            groups added later that have no entry of their own; a callable here
+            is given the new group and returns its schedule.
         steps_per_epoch: Steps per epoch, for schedule lengths given in epochs.
         total_steps: Steps of the run, for lengths given as fractions.
         paths: Config paths of ``"lr"`` and of each hyperparameter, for messages.
+
+    A group added with ``optimizer.add_param_group`` gets its own ``"schedule"``,
+    else the entry of its part (composite optimizers), else the ``defaults``;
+    without any, adding it raises ``ConfigError`` and the group is not added.
 
     Raises:
         ConfigError: for a bad schedule or a mismatch between schedules and groups.
@@ -185,6 +208,9 @@ class LRShim(LRScheduler):
         >>> sched = LRShim(opt, {"head": cosine}, {"beta1": {"head": {"constant": 0.8}}})
         >>> opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]
         (0.001, (0.8, 0.999))
+        >>> opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))], "schedule": {"constant": 0.01}})
+        >>> sched.get_last_lr()
+        [0.001, 0.01]
     """
 
     def __init__(
@@ -193,6 +219,7 @@ class LRShim(LRScheduler):
         lr_dict: Mapping[str, Any],
         hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
         *,
+        defaults: Mapping[str, Any] | None = None,
         steps_per_epoch: int | None = None,
         total_steps: int | None = None,
         paths: Mapping[str, str] | None = None,
@@ -208,9 +235,10 @@ class LRShim(LRScheduler):
         entries = match_groups(
             groups, lr_dict, path=lr_path, what="learning-rate schedule", required=[not o for o in own]
         )
-        keys = list(lr_dict) if not any("name" in group for group in groups) else labels
+        by_name = any("name" in group for group in groups)
+        keys = list(lr_dict) if not by_name else labels
         lr_configs: list[LearningRate] = []
-        self._lr_scales: list[float] = []
+        lr_scales: list[float] = []
         for index, (group, entry, key) in enumerate(zip(groups, entries, keys)):
             if own[index]:
                 config, where = group["schedule"], format_path("param_groups", index, "schedule")
@@ -218,47 +246,43 @@ class LRShim(LRScheduler):
                 config, where = entry, format_path(lr_path, str(key))
             lr_configs.append(resolve_schedule(config, **context, path=where))
             _check_values("lr", lr_configs[-1], where)
-            self._lr_scales.append(self._check_scale(group.get("lr_scale", 1.0), index))
-        self._lr_fns: list[Schedule] = [make_schedule(config) for config in lr_configs]
+            lr_scales.append(self._check_scale(group.get("lr_scale", 1.0), index))
 
-        # (setter, group index, schedule): groups by index, since loading an optimizer state replaces the dicts.
-        self._hyperparameter_updates: list[tuple[Callable[[dict[str, Any], float], None], int, Schedule]] = []
+        # Per group, by index, since loading an optimizer state replaces the group dicts.
+        updates: list[list[tuple[str, Schedule]]] = [[] for _ in groups]
         described: dict[str, dict[str, Any]] = {
             label: {"lr": config.model_dump(mode="json", exclude_none=True), "lr_scale": scale}
-            for label, config, scale in zip(labels, lr_configs, self._lr_scales)
+            for label, config, scale in zip(labels, lr_configs, lr_scales)
         }
+        hyperparameter_entries: dict[str, tuple[Mapping[str, Any], str]] = {}
         for name, mapping in (hyperparameters or {}).items():
             where = paths.get(name, format_path("hyperparameters", name))
             if name not in HYPERPARAMETERS:
                 raise unknown_choice(where, name, HYPERPARAMETERS, what="hyperparameter to schedule")
-            spec = HYPERPARAMETERS[name]
             entries = match_groups(groups, mapping, path=where, what=f"{name} schedule", required=[False] * len(groups))
-            keys = list(mapping) if not any("name" in group for group in groups) else labels
+            keys = list(mapping) if not by_name else labels
             for index, (group, entry, key, label) in enumerate(zip(groups, entries, keys, labels)):
                 if entry is None:
                     continue
-                if spec.group_key not in group:
-                    hint = f"; {spec.hint}" if spec.hint else ""
-                    raise ConfigError(
-                        f"param group {label!r} of {type(optimizer).__name__} has no {spec.group_key!r} "
-                        f"to schedule as {name}{hint}",
-                        path=format_path(where, str(key)),
-                    )
-                config = resolve_schedule(entry, **context, path=format_path(where, str(key)))
-                _check_values(name, config, format_path(where, str(key)))
-                self._hyperparameter_updates.append((spec.setter, index, make_schedule(config)))
+                config = self._hyperparameter_config(
+                    name, entry, group, label, format_path(where, str(key)), context, type(optimizer).__name__
+                )
+                updates[index].append((name, make_schedule(config)))
                 described[label][name] = config.model_dump(mode="json", exclude_none=True)
-        self._fingerprint = {label: _fingerprint(data) for label, data in described.items()}
+            hyperparameter_entries[name] = (dict(mapping), where)
+
+        self._context = context
+        self._by_name = by_name
+        self._lr_entries: tuple[Mapping[str, Any], str] = (dict(lr_dict), lr_path)
+        self._hyperparameter_entries = hyperparameter_entries
+        self._defaults = self._check_defaults(defaults, context, paths)
+        self._labels = labels
+        self._lr_fns: list[Schedule] = [make_schedule(config) for config in lr_configs]
+        self._lr_scales = lr_scales
+        self._hyperparameter_updates = updates
+        self._fingerprints = [_fingerprint(described[label]) for label in labels]
         super().__init__(optimizer)
-        shim = weakref.ref(self)
-
-        def reapply(_optimizer: torch.optim.Optimizer) -> None:
-            # Loading an optimizer state brings back the lrs saved with it; the schedule decides them.
-            alive = shim()
-            if alive is not None:
-                alive._apply(alive.last_epoch)
-
-        self._load_hook = optimizer.register_load_state_dict_post_hook(reapply)
+        self._attach()
 
     @staticmethod
     def _check_scale(scale: Any, index: int) -> float:
@@ -269,26 +293,263 @@ class LRShim(LRScheduler):
             raise ConfigError(f"lr_scale must be a finite number >= 0, got {truncate(scale)}", path=where)
         return float(scale)
 
+    @staticmethod
+    def _hyperparameter_config(
+        name: str,
+        entry: Any,
+        group: Mapping[str, Any],
+        label: str,
+        where: str,
+        context: Mapping[str, int | None],
+        optimizer_name: str,
+    ) -> LearningRate:
+        spec = HYPERPARAMETERS[name]
+        if spec.group_key not in group:
+            hint = f"; {spec.hint}" if spec.hint else ""
+            raise ConfigError(
+                f"param group {label!r} of {optimizer_name} has no {spec.group_key!r} to schedule as {name}{hint}",
+                path=where,
+            )
+        config = resolve_schedule(entry, **context, path=where)
+        _check_values(name, config, where)
+        return config
+
+    @staticmethod
+    def _check_defaults(
+        defaults: Mapping[str, Any] | None, context: Mapping[str, int | None], paths: Mapping[str, str]
+    ) -> dict[str, Any]:
+        checked: dict[str, Any] = {}
+        for name, value in (defaults or {}).items():
+            where = paths.get(name, format_path("defaults", str(name)))
+            if name != "lr" and name not in HYPERPARAMETERS:
+                raise unknown_choice(format_path("defaults", str(name)), name, ["lr", *HYPERPARAMETERS], what="key")
+            if callable(value):
+                checked[name] = value
+            else:
+                checked[name] = resolve_schedule(value, **context, path=where)
+                _check_values(name, checked[name], where)
+        return checked
+
+    # Hooks on the optimizer: checks and re-applies what it loads, and follows the groups it adds.
+
+    def _attach(self) -> None:
+        optimizer, shim = self.optimizer, weakref.ref(self)
+
+        def check(_optimizer: torch.optim.Optimizer, state_dict: Any) -> None:
+            alive = shim()
+            if alive is not None:
+                alive._check_optimizer_state(state_dict)
+
+        def reapply(_optimizer: torch.optim.Optimizer) -> None:
+            # Loading an optimizer state brings back the lrs saved with it; the schedule decides them.
+            alive = shim()
+            if alive is not None:
+                alive._apply(alive.last_epoch)
+
+        add = optimizer.add_param_group
+
+        @functools.wraps(add)
+        def add_param_group(param_group: Any, *args: Any, **kwargs: Any) -> Any:
+            alive = shim()
+            if alive is None or alive.optimizer is not optimizer:
+                return add(param_group, *args, **kwargs)
+            alive._adopt_groups()
+            alive._precheck(param_group, args, kwargs)
+            known = {id(group) for group in optimizer.param_groups}
+            result = add(param_group, *args, **kwargs)
+            alive._adopt_groups(known)
+            return result
+
+        self._load_hooks = (
+            optimizer.register_load_state_dict_pre_hook(check),
+            optimizer.register_load_state_dict_post_hook(reapply),
+        )
+        optimizer.add_param_group = add_param_group  # type: ignore[method-assign]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_load_hooks", None)  # hold closures; attached again to the optimizer the copy holds
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach()
+
+    def _check_optimizer_state(self, state_dict: Any) -> None:
+        """``ConfigError`` for an optimizer state whose groups lack the lr (or a scheduled hyperparameter's key)."""
+        saved = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
+        if not isinstance(saved, Sequence) or isinstance(saved, str | bytes):
+            return  # not a state at all: the optimizer says so
+        problems = []
+        for index, group in enumerate(saved):
+            if not isinstance(group, Mapping):
+                continue  # the optimizer says what is wrong with it
+            updates = self._hyperparameter_updates[index] if index < len(self._hyperparameter_updates) else []
+            needed = {"lr": "lr", **{HYPERPARAMETERS[name].group_key: name for name, _ in updates}}
+            for key, name in needed.items():
+                if key not in group:
+                    scheduled = "" if key == name else f" (scheduled as {name})"
+                    problems.append(
+                        (
+                            format_path("param_groups", index, key),
+                            f"the optimizer state has no {key!r}{scheduled} in this param group "
+                            "(a state an optimizer saved always has it); nothing was loaded",
+                        )
+                    )
+        if problems:
+            raise ConfigError.from_problems(problems)
+
+    # Groups added while training.
+
+    def _precheck(self, param_group: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Refuse a group about to be added that would get no schedule, before the optimizer takes it."""
+        if not isinstance(param_group, Mapping):
+            return  # the optimizer refuses it
+        candidate = {**self.optimizer.defaults, **param_group}
+        part = kwargs.get("part", args[0] if args else None)
+        parts = getattr(self.optimizer, "parts", None)
+        if isinstance(part, str):
+            candidate["part"] = part
+        elif "part" not in candidate and isinstance(parts, Mapping) and len(parts) == 1:
+            candidate["part"] = next(iter(parts))
+        try:
+            self._schedules_for(candidate, len(self.optimizer.param_groups), self._labels)
+        except ConfigError:
+            raise
+        except Exception:  # not a valid group: the optimizer refuses it, or the scheduler checks it once added
+            return
+
+    def _adopt_groups(self, known: set[int] | None = None) -> None:
+        """Give the groups added since the last call their schedules, and set them for the current step.
+
+        ``known`` holds the ids of the groups there were before; without it, new groups are those at the end.
+        """
+        groups = self.optimizer.param_groups
+        count = len(self._lr_fns)
+        if known is None and len(groups) == count:
+            return
+        if known is None:
+            new = list(range(count, len(groups)))
+        else:
+            new = [index for index, group in enumerate(groups) if id(group) not in known]
+        if len(groups) - len(new) != count:
+            raise ConfigError(
+                f"the optimizer has {len(groups)} param groups, but the scheduler schedules {count} and "
+                f"saw {len(new)} added; it cannot follow groups that were removed or replaced",
+                path="param_groups",
+            )
+        labels, lr_fns, scales = list(self._labels), list(self._lr_fns), list(self._lr_scales)
+        updates, fingerprints = list(self._hyperparameter_updates), list(self._fingerprints)
+        planned = [self._schedules_for(groups[index], index, labels) for index in new]  # all, before changing any
+        for index, plan in zip(new, planned):
+            labels.insert(index, plan.label)
+            lr_fns.insert(index, plan.lr)
+            scales.insert(index, plan.lr_scale)
+            updates.insert(index, plan.hyperparameters)
+            fingerprints.insert(index, plan.fingerprint)
+        base_lrs = list(self.base_lrs)
+        for index in new:
+            group = groups[index]
+            initial_lr = group["lr"].clone() if isinstance(group["lr"], torch.Tensor) else group["lr"]
+            base_lrs.insert(index, group.setdefault("initial_lr", initial_lr))
+        self._labels, self._lr_fns, self._lr_scales = labels, lr_fns, scales
+        self._hyperparameter_updates, self._fingerprints, self.base_lrs = updates, fingerprints, base_lrs
+        step = max(self.last_epoch, 0)
+        for index in new:
+            group = groups[index]
+            _set_value(group, "lr", lr_fns[index](step) * scales[index])
+            for name, schedule in updates[index]:
+                HYPERPARAMETERS[name].setter(group, schedule(step))
+        self._last_lr = [
+            group["lr"].clone() if isinstance(group["lr"], torch.Tensor) else group["lr"] for group in groups
+        ]
+
+    def _schedules_for(self, group: Mapping[str, Any], index: int, labels: Sequence[str]) -> _GroupSchedules:
+        """The schedules of a group added at ``index``, by the rules of the groups given when built."""
+        label = str(group["name"]) if "name" in group else f"group{index}"
+        where = format_path("param_groups", index)
+        if label in labels:
+            raise ConfigError(
+                f"param group names must be unique to match schedules; {label!r} is already scheduled",
+                path=format_path(where, "name"),
+            )
+        optimizer_name = type(self.optimizer).__name__
+        entries, lr_path = self._lr_entries
+        if group.get("schedule") is not None:
+            lr_where = format_path(where, "schedule")
+            config = resolve_schedule(group["schedule"], **self._context, path=lr_where)
+        else:
+            entry, lr_where = self._part_entry(group, labels, entries, lr_path)
+            if entry is None and "lr" in self._defaults:
+                entry, lr_where = self._default("lr", group, where)
+            if entry is None:
+                raise ConfigError(
+                    f"param group {label!r} added after the scheduler was built has no schedule: give it "
+                    "its own 'schedule' (add_param_group({'params': ..., 'schedule': {...}})), or build the "
+                    "scheduler with one schedule for every group",
+                    path=where,
+                )
+            config = resolve_schedule(entry, **self._context, path=lr_where)
+        _check_values("lr", config, lr_where)
+        scale = self._check_scale(group.get("lr_scale", 1.0), index)
+        described: dict[str, Any] = {"lr": config.model_dump(mode="json", exclude_none=True), "lr_scale": scale}
+        hyperparameters: list[tuple[str, Schedule]] = []
+        for name in HYPERPARAMETERS:
+            if name in self._hyperparameter_entries:
+                mapping, path = self._hyperparameter_entries[name]
+                entry, entry_where = self._part_entry(group, labels, mapping, path)
+            else:
+                entry = None
+            if entry is None and name in self._defaults:
+                entry, entry_where = self._default(name, group, where)
+            if entry is None:
+                continue
+            hyperparameter = self._hyperparameter_config(
+                name, entry, group, label, entry_where, self._context, optimizer_name
+            )
+            hyperparameters.append((name, make_schedule(hyperparameter)))
+            described[name] = hyperparameter.model_dump(mode="json", exclude_none=True)
+        return _GroupSchedules(label, make_schedule(config), scale, hyperparameters, _fingerprint(described))
+
+    def _part_entry(
+        self, group: Mapping[str, Any], labels: Sequence[str], mapping: Mapping[str, Any], path: str
+    ) -> tuple[Any, str]:
+        """The entry of ``mapping`` keyed by the part (of a composite optimizer) the group belongs to."""
+        part = group.get("part")
+        if self._by_name and isinstance(part, str) and part in mapping and part not in labels:
+            return mapping[part], format_path(path, part)
+        return None, path
+
+    def _default(self, name: str, group: Mapping[str, Any], where: str) -> tuple[Any, str]:
+        value = self._defaults[name]
+        return (value(group), format_path(where, name)) if callable(value) else (value, format_path("defaults", name))
+
+    @property
+    def _fingerprint(self) -> dict[str, str]:
+        return dict(zip(self._labels, self._fingerprints))
+
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """The lr of each group at the current step ``last_epoch``."""
+        self._adopt_groups()
         step = self.last_epoch
-        return [schedule(step) * scale for schedule, scale in zip(self._lr_fns, self._lr_scales)]
+        return [schedule(step) * scale for schedule, scale in zip(self._lr_fns, self._lr_scales, strict=True)]
 
     _get_closed_form_lr = get_lr
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step and set every scheduled value for it (call after ``optimizer.step()``)."""
+        self._adopt_groups()
         super().step(epoch)
         self._apply_hyperparameters(self.last_epoch)
 
     def _apply_hyperparameters(self, step: int) -> None:
-        groups = self.optimizer.param_groups
-        for setter, index, schedule in self._hyperparameter_updates:
-            setter(groups[index], schedule(step))
+        for group, updates in zip(self.optimizer.param_groups, self._hyperparameter_updates, strict=True):
+            for name, schedule in updates:
+                HYPERPARAMETERS[name].setter(group, schedule(step))
 
     def _apply(self, step: int) -> None:
         """Set every scheduled value for ``step`` without advancing."""
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             _set_value(group, "lr", lr)
         self._apply_hyperparameters(step)
         self._last_lr = [
@@ -305,6 +566,7 @@ class LRShim(LRScheduler):
             >>> sorted(LRShim(opt, {"all": {"constant": 0.1}}).state_dict())
             ['fingerprint', 'step']
         """
+        self._adopt_groups()
         return {"step": self.last_epoch, "fingerprint": dict(self._fingerprint)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -320,10 +582,10 @@ class LRShim(LRScheduler):
                 outside ``[0, 2**53]``, a malformed fingerprint); nothing changes.
         """
         step, saved = _read_state(state_dict)
-        if saved is not None and saved != self._fingerprint:
-            changed = sorted(
-                label for label in {*saved, *self._fingerprint} if saved.get(label) != self._fingerprint.get(label)
-            )
+        self._adopt_groups()
+        current = self._fingerprint
+        if saved is not None and saved != current:
+            changed = sorted(label for label in {*saved, *current} if saved.get(label) != current.get(label))
             warnings.warn(
                 f"the schedule of param group(s) {', '.join(changed)} changed since the checkpoint; "
                 f"continuing at step {step} with the schedule as configured now",
@@ -497,17 +759,20 @@ def build_scheduler(
     )
     lr_path = format_path(path, "lr") if "lr" in document and document is schedule_config else path
     lr_dict = _per_group(document.get("lr"), labels, context, lr_path)
+    # Groups added later get the schedule shared by every group (or, without a schedule, keep their own lr).
+    defaults: dict[str, Any] = {"lr": _own_lr} if lr_dict is None else {}
     if lr_dict is None:
-        lr_dict = {
-            label: {"constant": _as_float(group.get("initial_lr", group["lr"]))} for label, group in zip(labels, groups)
-        }
-    hyperparameters = {
-        name: _per_group(document[name], labels, context, format_path(path, name))
-        for name in HYPERPARAMETERS
-        if document.get(name) is not None
-    }
+        lr_dict = {label: _own_lr(group) for label, group in zip(labels, groups)}
+    elif _is_schedule(document["lr"]):
+        defaults["lr"] = lr_dict[labels[0]]
+    hyperparameters = {}
+    for name in HYPERPARAMETERS:
+        if document.get(name) is not None:
+            hyperparameters[name] = _per_group(document[name], labels, context, format_path(path, name))
+            if _is_schedule(document[name]):
+                defaults[name] = hyperparameters[name][labels[0]]  # type: ignore[index]
     paths = {"lr": lr_path, **{name: format_path(path, name) for name in HYPERPARAMETERS}}
-    return LRShim(optimizer, lr_dict, hyperparameters, **context, paths=paths)  # type: ignore[arg-type]
+    return LRShim(optimizer, lr_dict, hyperparameters, defaults=defaults, **context, paths=paths)  # type: ignore[arg-type]
 
 
 def _merge_context(name: str, in_document: Any, given: int | None, path: str) -> int | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import pytest
 
@@ -81,8 +83,9 @@ EXAMPLES: dict[str, tuple[dict, list[tuple[float, float]]]] = {
         [(0, 1.0), (2, 0.5), (4, 0.5), (8, 0.25), (12, 0.25), (28, 0.125)],
     ),
     "one_cycle": (
+        # torch's OneCycleLR(total_steps=12, pct_start=4 / 12): the peak at step 3, the end at step 11, the last.
         {"one_cycle": {"init_value": 0.1, "peak_value": 1.0, "end_value": 0.0, "warmup_steps": 4, "decay_steps": 12}},
-        [(0, 0.1), (2, 0.55), (4, 1.0), (8, 0.5), (12, 0.0), (13, 0.0)],
+        [(0, 0.1), (1, 0.325), (3, 1.0), (7, 0.5), (11, 0.0), (12, 0.0)],
     ),
     "warmup_stable_decay": (
         {
@@ -192,3 +195,65 @@ def test_mapping_cache_sees_edits() -> None:
 def test_negative_step_is_an_error() -> None:
     with pytest.raises(ValueError, match="step must be >= 0, got -1"):
         compute_lr({"constant": 0.5}, -1)
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_a_compiled_schedule_pickles_and_deep_copies(name: str) -> None:
+    config, points = EXAMPLES[name]
+    schedule = make_schedule(config)
+    for clone in (pickle.loads(pickle.dumps(schedule)), copy.deepcopy(schedule)):
+        assert [clone(step) for step, _ in points] == [schedule(step) for step, _ in points]
+        with pytest.raises(ValueError, match="step must be >= 0"):
+            clone(-1)
+
+
+@pytest.mark.parametrize(
+    ("total_steps", "pct_start", "div_factor", "final_div_factor", "shape"),
+    [
+        (100, 0.3, 25.0, 1e4, "cosine"),
+        (100, 0.3, 25.0, 1e4, "linear"),
+        (1000, 0.25, 10.0, 100.0, "cosine"),
+        (64, 0.5, 5.0, 1e3, "linear"),
+        (50, 0.1, 25.0, 1e4, "cosine"),
+        (10, 0.2, 4.0, 10.0, "cosine"),
+        (2000, 0.05, 100.0, 1.0, "linear"),
+    ],
+)
+def test_one_cycle_matches_torch_one_cycle_lr_over_the_whole_run(
+    total_steps: int, pct_start: float, div_factor: float, final_div_factor: float, shape: str
+) -> None:
+    import torch
+
+    max_lr = 0.01
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr)
+    torch_scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr,
+        total_steps=total_steps,
+        pct_start=pct_start,
+        anneal_strategy="cos" if shape == "cosine" else "linear",
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        cycle_momentum=False,
+    )
+    expected = []
+    for _ in range(total_steps):
+        expected.append(torch_scheduler.get_last_lr()[0])
+        optimizer.step()
+        torch_scheduler.step()
+    config = {
+        "one_cycle": {
+            "init_value": max_lr / div_factor,
+            "peak_value": max_lr,
+            "end_value": max_lr / div_factor / final_div_factor,
+            "warmup_steps": {"fraction": pct_start},
+            "decay_steps": {"fraction": 1.0},
+            "shape": shape,
+        }
+    }
+    schedule = make_schedule(config, total_steps=total_steps)
+    got = [schedule(step) for step in range(total_steps)]
+    # torch's linear end, (end - start) * 1.0 + start, is itself a few ulps of the peak off the end value.
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15 * max_lr)
+    assert max(got) == max_lr
+    assert got[-1] == config["one_cycle"]["end_value"]

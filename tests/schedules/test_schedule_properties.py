@@ -130,7 +130,8 @@ def one_cycle(draw: st.DrawFn) -> Case:
         "decay_steps": decay,
         "shape": draw(st.sampled_from(["cosine", "linear"])),
     }
-    return Case({"one_cycle": config}, peak, min(init, end), w, init, [w, decay], decay + 10)
+    # As torch's OneCycleLR, the peak comes at step w - 1 (step 0 for w = 1) and the end at the run's last step.
+    return Case({"one_cycle": config}, peak, min(init, end), w - 1, init, [w - 1, decay - 1], decay + 10)
 
 
 @st.composite

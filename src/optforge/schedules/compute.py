@@ -30,7 +30,7 @@ from optforge.schedules.models import (
 )
 from optforge.schedules.resolve import resolve_schedule
 
-__all__ = ["SCHEDULE_BUILDERS", "Schedule", "check_step", "compute_lr", "make_schedule"]
+__all__ = ["SCHEDULE_BUILDERS", "CompiledSchedule", "Schedule", "check_step", "compute_lr", "make_schedule"]
 
 
 def check_step(step: Any) -> None:
@@ -51,14 +51,34 @@ def check_step(step: Any) -> None:
         raise ConfigError(f"step must be {what}, got {truncate(step)}", path="step")
 
 
-def _checked(schedule: Schedule) -> Schedule:
-    """``schedule`` that refuses a step outside its domain instead of returning nan or overflowing."""
+class CompiledSchedule:
+    """A compiled schedule config: call it with a step for the value at that step.
 
-    def at(step: int) -> float:
+    It refuses a step outside ``[0, 2**53]`` instead of returning nan or
+    overflowing. It pickles and copies as its config, compiled again on load.
+
+    Example:
+        >>> import pickle
+        >>> f = make_schedule({"linear_decay": {"peak_value": 1.0, "decay_steps": 4}})
+        >>> f(1), pickle.loads(pickle.dumps(f))(1)
+        (0.75, 0.75)
+    """
+
+    __slots__ = ("_function", "config")
+
+    def __init__(self, config: LearningRate) -> None:
+        self.config = config
+        self._function = _compile(config)
+
+    def __call__(self, step: int) -> float:
         check_step(step)
-        return schedule(step)
+        return self._function(step)
 
-    return at
+    def __reduce__(self) -> tuple[type[CompiledSchedule], tuple[LearningRate]]:
+        return (CompiledSchedule, (self.config,))
+
+    def __repr__(self) -> str:
+        return f"CompiledSchedule({self.config.model_dump(mode='json', exclude_none=True)})"
 
 
 def _piecewise_constant(cfg: PiecewiseConstant) -> Schedule:
@@ -131,9 +151,11 @@ def _cosine_restarts(cfg: CosineRestarts) -> Schedule:
 
 
 def _one_cycle(cfg: OneCycle) -> Schedule:
-    rise = shapes.anneal(cfg.init_value, cfg.peak_value, cfg.warmup_steps, cfg.shape)
-    fall = shapes.anneal(cfg.peak_value, cfg.end_value, cfg.decay_steps - cfg.warmup_steps, cfg.shape)
-    return shapes.join([rise, fall], [cfg.warmup_steps])
+    # torch's OneCycleLR over a run of decay_steps steps: the peak at step warmup_steps - 1, the end at the last step.
+    peak_at, end_at = cfg.warmup_steps - 1, cfg.decay_steps - 1
+    rise = shapes.anneal(cfg.init_value, cfg.peak_value, peak_at, cfg.shape)
+    fall = shapes.anneal(cfg.peak_value, cfg.end_value, end_at - peak_at, cfg.shape)
+    return shapes.join([rise, fall], [peak_at]) if peak_at else fall
 
 
 def _warmup_stable_decay(cfg: WarmupStableDecay) -> Schedule:
@@ -188,8 +210,8 @@ def make_schedule(
     steps_per_epoch: int | None = None,
     total_steps: int | None = None,
     path: str = "learning_rate",
-) -> Schedule:
-    """Validate a schedule config once and compile it into a plain ``step -> lr`` function.
+) -> CompiledSchedule:
+    """Validate a schedule config once and compile it into a ``step -> lr`` function.
 
     Args:
         lr_config: A :class:`LearningRate` or a mapping of the same shape.
@@ -198,7 +220,8 @@ def make_schedule(
         path: The config path of ``lr_config``, for messages.
 
     Returns:
-        A function of the step (counted from 0) returning the learning rate.
+        A function of the step (counted from 0) returning the learning rate, a
+        :class:`CompiledSchedule` that pickles and copies.
 
     Raises:
         ConfigError: for any bad config, naming the path of the bad field.
@@ -210,7 +233,7 @@ def make_schedule(
         [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]
     """
     lr = resolve_schedule(lr_config, steps_per_epoch=steps_per_epoch, total_steps=total_steps, path=path)
-    return _checked(_compile(lr))
+    return CompiledSchedule(lr)
 
 
 # Compiled schedules by config: typed configs by identity (they are frozen), mappings by content.

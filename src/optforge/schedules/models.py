@@ -201,7 +201,7 @@ class ExponentialDecay(_WithWarmup):
     peak_value: Value
     decay_rate: DecayRate
     transition_steps: StepCount
-    staircase: bool = False
+    staircase: pydantic.StrictBool = False
     end_value: Value = 0.0
 
 
@@ -276,9 +276,10 @@ class CosineRestarts(_WithWarmup):
 
 
 class OneCycle(_WithWarmup):
-    """Up from ``init_value`` to ``peak_value`` over ``warmup_steps``, down to ``end_value`` at ``decay_steps``.
+    """torch's ``OneCycleLR`` (``three_phase=False``) over a run of ``decay_steps`` steps.
 
-    Both phases follow ``shape`` (torch ``OneCycleLR`` with ``three_phase=False``).
+    Up from ``init_value`` to ``peak_value`` at step ``warmup_steps - 1``, down to
+    ``end_value`` at step ``decay_steps - 1``, the run's last; both follow ``shape``.
     """
 
     init_value: Value = 0.0
@@ -324,7 +325,7 @@ class Warmup(_Schedule):
     warmup_steps: StepCount
     init_value: Value = 0.0
     schedule: LearningRate
-    prefix: bool = True
+    prefix: pydantic.StrictBool = True
 
     def length(self) -> int | None:
         """The warmup plus the wrapped schedule's length (the schedule's alone without ``prefix``)."""
