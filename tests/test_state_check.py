@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from optforge.errors import ConfigError
-from optforge.optimizers import AdamWScheduleFree, Lion, RAdamScheduleFree, SGDScheduleFree
+from optforge.optimizers import (
+    AdamWScheduleFree,
+    CompositeOptimizer,
+    Lion,
+    RAdamScheduleFree,
+    ScheduleFreeWrapper,
+    SGDScheduleFree,
+)
 from optforge.state_check import check_state_dict
 
 # Our optimizers and the per-parameter tensors each keeps.
@@ -115,3 +122,153 @@ def test_a_refused_state_changes_nothing(cls: type[torch.optim.Optimizer]) -> No
     after = optimizer.state_dict()
     assert after["param_groups"] == before["param_groups"]
     torch.testing.assert_close(after["state"], before["state"], rtol=0, atol=0)
+
+
+# Each optforge optimizer that checks what it loads, over a small model: two Linear layers.
+def _lion(model: nn.Module) -> torch.optim.Optimizer:
+    return Lion(model.parameters(), lr=0.01)
+
+
+def _composite(model: nn.Module) -> torch.optim.Optimizer:
+    first, second = list(model[0].parameters()), list(model[2].parameters())
+    return CompositeOptimizer({"lion": Lion(first, lr=0.01), "sgd": SGDScheduleFree(second, lr=0.1)})
+
+
+MAKERS: dict[str, Any] = {
+    "Lion": _lion,
+    "AdamWScheduleFree": lambda model: AdamWScheduleFree(model.parameters(), lr=0.01),
+    "SGDScheduleFree": lambda model: SGDScheduleFree(model.parameters(), lr=0.1),
+    "RAdamScheduleFree": lambda model: RAdamScheduleFree(model.parameters(), lr=0.01),
+    "ScheduleFreeWrapper(SGD)": lambda model: ScheduleFreeWrapper(torch.optim.SGD(model.parameters(), lr=0.1)),
+    "ScheduleFreeWrapper(Lion)": lambda model: ScheduleFreeWrapper(_lion(model)),
+    "CompositeOptimizer": _composite,
+}
+
+
+def _stepped(name: str, steps: int = 2) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    optimizer = MAKERS[name](model)
+    if hasattr(optimizer, "train"):
+        optimizer.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(torch.randn(5, 3)).sum().backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def _assert_unchanged(optimizer: torch.optim.Optimizer, before: dict[str, Any], groups: list[Any]) -> None:
+    after = optimizer.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    assert after["state"].keys() == before["state"].keys()
+    for key, entry in before["state"].items():
+        assert after["state"][key].keys() == entry.keys()
+        for name, value in entry.items():
+            assert (
+                torch.equal(after["state"][key][name], value)
+                if torch.is_tensor(value)
+                else after["state"][key][name] == value
+            )
+    assert all(a is b for a, b in zip(optimizer.param_groups, groups, strict=True))
+
+
+def _sgd_state(model: nn.Module, momentum: float) -> dict[str, Any]:
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+    model(torch.randn(2, 3)).sum().backward()
+    sgd.step()
+    return sgd.state_dict()  # momentum 0 keeps no per-parameter state: only the groups tell it apart
+
+
+def _without_lr(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = copy.deepcopy(optimizer.state_dict())
+    del state["param_groups"][-1]["lr"]
+    return state
+
+
+FOREIGN = {
+    "SGD": lambda model, optimizer: _sgd_state(model, 0.0),
+    "SGD with momentum": lambda model, optimizer: _sgd_state(model, 0.9),
+    "a group without lr": _without_lr,
+}
+
+
+@pytest.mark.parametrize("foreign", FOREIGN)
+@pytest.mark.parametrize("name", MAKERS)
+def test_a_state_of_another_optimizer_or_without_lr_is_refused_and_changes_nothing(name: str, foreign: str) -> None:
+    if name == "ScheduleFreeWrapper(SGD)" and foreign.startswith("SGD"):
+        pytest.skip("the state of its own base optimizer: loads, with the wrapper's counters at their defaults")
+    model, optimizer = _stepped(name)
+    state = FOREIGN[foreign](model, optimizer)
+    before, groups = copy.deepcopy(optimizer.state_dict()), list(optimizer.param_groups)
+    if name == "CompositeOptimizer" and foreign.startswith("SGD"):
+        with pytest.raises(ValueError, match="another layout"):
+            optimizer.load_state_dict(state)
+    else:
+        with pytest.raises(ConfigError, match=r"param_groups\[\d\]: missing .*the state of another optimizer\?"):
+            optimizer.load_state_dict(state)
+    _assert_unchanged(optimizer, before, groups)
+    optimizer.zero_grad()
+    model(torch.randn(5, 3)).sum().backward()
+    optimizer.step()  # still steps as before
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_a_state_with_other_hyperparameters_of_the_same_optimizer_loads(name: str) -> None:
+    _, saved = _stepped(name)
+    for group in saved.param_groups:
+        group["lr"] *= 0.5
+        for key, value in list(group.items()):
+            if key in ("betas", "momentum", "weight_decay", "sf_momentum") and not isinstance(value, bool):
+                group[key] = tuple(b * 0.9 for b in value) if isinstance(value, tuple) else value * 0.9 + 0.01
+    state = copy.deepcopy(saved.state_dict())
+    model, optimizer = _stepped(name, steps=1)
+    optimizer.load_state_dict(state)
+    assert optimizer.state_dict()["param_groups"] == state["param_groups"]
+    optimizer.zero_grad()
+    model(torch.randn(5, 3)).sum().backward()
+    optimizer.step()
+
+
+OWN = [Lion, AdamWScheduleFree, SGDScheduleFree, RAdamScheduleFree]
+
+
+@pytest.mark.parametrize("cls", OWN)
+def test_a_group_must_hold_the_hyperparameters_setstate_does_not_fill_in(cls: type[torch.optim.Optimizer]) -> None:
+    """Older checkpoints may lack a key that ``__setstate__`` fills in; any other missing key is refused."""
+    _, optimizer = _stepped(cls.__name__)
+    saved = optimizer.state_dict()
+    required = set(cls.GROUP_KEYS)
+    assert "lr" in required
+    assert required < set(optimizer.defaults)
+    for key in optimizer.defaults:
+        state = copy.deepcopy(saved)
+        for group in state["param_groups"]:
+            group.pop(key, None)
+        model, fresh = _stepped(cls.__name__, steps=1)
+        if key in required:
+            with pytest.raises(ConfigError, match=f"missing {key} "):
+                fresh.load_state_dict(state)
+            continue
+        fresh.load_state_dict(state)
+        assert all(key in group for group in fresh.param_groups), key
+        if hasattr(fresh, "train"):
+            fresh.train()
+        fresh.zero_grad()
+        model(torch.randn(5, 3)).sum().backward()
+        fresh.step()
+
+
+def test_the_wrapper_loads_without_its_own_group_keys_and_checks_z() -> None:
+    _, optimizer = _stepped("ScheduleFreeWrapper(Lion)")
+    saved = optimizer.state_dict()
+    state = copy.deepcopy(saved)
+    for group in state["param_groups"]:
+        for key in optimizer.defaults:
+            del group[key]
+    optimizer.load_state_dict(state)
+    assert optimizer.param_groups[0]["sf_momentum"] == 0.9
+    state = copy.deepcopy(saved)
+    state["state"][0]["sf_z"] = torch.zeros(5, 3)
+    with pytest.raises(ConfigError, match=r"state\[0\].sf_z: has shape \[5, 3\], but its parameter has shape \[4, 3\]"):
+        optimizer.load_state_dict(state)

@@ -1,8 +1,9 @@
 """Check an optimizer state dict against the optimizer's parameters before loading it.
 
 torch's ``Optimizer.load_state_dict`` checks the number of groups and of
-parameters in each, then takes whatever tensors the state holds: the state of
-another model or another optimizer loads silently and fails at the next step.
+parameters in each, then takes whatever the state holds: the state of another
+model or another optimizer, or a group without its ``lr``, loads silently and
+fails at the next step.
 :func:`check_state_dict` refuses it first, naming every problem, so that an
 optimizer calls it at the top of its ``load_state_dict`` and changes nothing
 when it raises.
@@ -79,8 +80,28 @@ def _tensor_problem(value: Any, param: torch.Tensor) -> str | None:
     return None
 
 
+def _group_problems(
+    optimizer: torch.optim.Optimizer, groups: Sequence[Any], keys: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Saved param groups that lack one of ``keys``."""
+    problems = []
+    for index, group in enumerate(groups):
+        missing = [key for key in keys if key not in group]
+        if missing:
+            holds = f"{type(optimizer).__name__}'s param groups hold {', '.join(keys)}"
+            message = f"missing {', '.join(missing)} ({holds}): the state of another optimizer?"
+            problems.append((format_path("param_groups", index), message))
+    return problems
+
+
 def check_state_dict(
-    optimizer: torch.optim.Optimizer, state_dict: Any, tensors: Collection[str], *, exact: bool = True
+    optimizer: torch.optim.Optimizer,
+    state_dict: Any,
+    tensors: Collection[str],
+    *,
+    exact: bool = True,
+    group_keys: Sequence[str] = (),
+    optional: Collection[str] = (),
 ) -> None:
     """Raise ``ConfigError`` unless ``state_dict`` fits ``optimizer`` and its parameters.
 
@@ -93,21 +114,31 @@ def check_state_dict(
         tensors: The per-parameter state entries that are tensors shaped like
             the parameter (``("exp_avg",)`` for Lion); a non-empty saved state
             of a parameter must hold each of them.
-        exact: Also refuse entries other than ``tensors`` (the state of another
-            optimizer). ``False`` for wrappers whose base optimizer adds its own.
+        exact: Also refuse entries other than ``tensors`` and ``optional`` (the
+            state of another optimizer). ``False`` for wrappers whose base
+            optimizer adds its own.
+        group_keys: Entries every saved param group must hold: the
+            hyperparameters the optimizer reads that its ``__setstate__`` does
+            not fill in for older checkpoints (a state without them is another
+            optimizer's).
+        optional: Per-parameter tensors a state may hold besides ``tensors``,
+            checked like them where present.
 
     Raises:
-        ConfigError: naming each problem: the group structure, a state for a
-            parameter id the groups do not name, a missing or unexpected entry,
-            a tensor of another shape, or of another kind of dtype.
+        ConfigError: naming each problem: the group structure, a group without
+            one of ``group_keys``, a state for a parameter id the groups do not
+            name, a missing or unexpected entry, a tensor of another shape, or
+            of another kind of dtype.
     """
     problems = _structure(optimizer, state_dict)
     if problems:
         raise ConfigError.from_problems(problems)
+    problems = _group_problems(optimizer, state_dict["param_groups"], group_keys)
     ids = [pid for group in state_dict["param_groups"] for pid in group["params"]]
     params = [param for group in optimizer.param_groups for param in group["params"]]
     by_id = dict(zip(ids, params))
     wanted = set(tensors)
+    checked = wanted | set(optional)
     for pid, entry in state_dict["state"].items():
         where = f"state[{truncate(pid, 40)}]"
         param = by_id.get(pid)
@@ -121,7 +152,7 @@ def check_state_dict(
             continue
         keys = set(entry)
         missing = sorted(wanted - keys)
-        extra = sorted((str(key) for key in keys - wanted), key=str) if exact else []
+        extra = sorted((str(key) for key in keys - checked), key=str) if exact else []
         if missing or extra:
             parts = [f"missing {', '.join(missing)}"] * bool(missing) + [f"unexpected {', '.join(extra)}"] * bool(extra)
             expected = ", ".join(sorted(wanted))
@@ -129,7 +160,7 @@ def check_state_dict(
                 f"{'; '.join(parts)} ({type(optimizer).__name__} keeps {expected}): the state of another optimizer?"
             )
             problems.append((where, message))
-        for key in sorted(wanted & keys):
+        for key in sorted(checked & keys):
             problem = _tensor_problem(entry[key], param)
             if problem:
                 problems.append((format_path(where, key), problem))

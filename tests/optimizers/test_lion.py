@@ -68,6 +68,56 @@ def test_matches_lion_pytorch_exactly_in_reduced_precision(impl, dtype):
         assert torch.equal(e, g)
 
 
+def _trajectory_on_threads(make_opt, dtype: torch.dtype, shapes, threads: int) -> list[torch.Tensor]:
+    """Three steps over ``shapes`` with torch on ``threads`` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)) for s in shapes]
+        opt = make_opt(_groups(params))
+        for _ in range(3):
+            for p in params:
+                p.grad = (0.3 * p.detach().double() + torch.randn(p.shape, generator=gen, dtype=torch.float64)).to(
+                    dtype
+                )
+            opt.step()
+    finally:
+        torch.set_num_threads(before)
+    return [p.detach().clone() for p in params] + [opt.state[p]["exp_avg"].clone() for p in params]
+
+
+# tensors torch splits among threads at odd offsets; in all 1,230,008 elements, so pieces are not 2^14 long
+LARGE = [(1_100_007,), (45_001,), (300, 300), (11,)]
+# no tensor above torch's 32,768-element grain; in all 1,148,808 elements, so pieces are not 2^14 long
+AT_MOST_32768 = [(32_768,)] * 34 + [(181, 181), (45, 43)]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shapes", "threads"),
+    [
+        pytest.param(dtype, shapes, threads, id=f"{str(dtype).removeprefix('torch.')}-{label}-{threads}-threads")
+        for dtype, label, shapes, threads in [
+            (torch.float32, "large", LARGE, 3),
+            (torch.float64, "large", LARGE, 3),
+            (torch.float32, "large", LARGE, 1),
+            (torch.float64, "large", LARGE, 1),
+            (torch.bfloat16, "large", LARGE, 1),
+            (torch.float16, "large", LARGE, 1),
+            (torch.bfloat16, "at-most-32768", AT_MOST_32768, 3),
+            (torch.float16, "at-most-32768", AT_MOST_32768, 3),
+        ]
+    ],
+)
+@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}], ids=["single", "foreach"])
+def test_bit_identical_to_lion_pytorch_where_the_docstring_says(impl, dtype, shapes, threads):
+    """float32 and float64 always; bfloat16 and float16 on one thread or with no tensor above 32,768 elements."""
+    expected = _trajectory_on_threads(_reference, dtype, shapes, threads)
+    got = _trajectory_on_threads(lambda g: Lion(g, lr=1e-3, weight_decay=0.1, **impl), dtype, shapes, threads)
+    for e, g in zip(expected, got):
+        assert torch.equal(e, g)
+
+
 def test_fused_matches_loop_on_large_and_grouped_tensors():
     gen = torch.Generator().manual_seed(1)
     # one tensor above the grouping threshold; small ones filling more than one flat batch

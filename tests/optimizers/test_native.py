@@ -22,12 +22,12 @@ def _kernel(module: str, name: str):
 # each kernel and the number of its scalars
 KERNELS = {
     "lion": (_kernel("lion", "_lion_kernel"), 7),
-    "sgd_schedule_free": (_kernel("sgd_schedule_free", "_sgd_schedule_free_kernel"), 5),
-    "adamw_schedule_free": (_kernel("adamw_schedule_free", "_adam_schedule_free_kernel"), 10),
+    "sgd_schedule_free": (_kernel("sgd_schedule_free", "_sgd_schedule_free_kernel"), 6),
+    "adamw_schedule_free": (_kernel("adamw_schedule_free", "_adam_schedule_free_kernel"), 11),
 }
-# lr, ckp1 or 1 - lr * wd, beta2, 1 - beta2, 1/sqrt(bc2) or beta2, eps or 1 - beta2, weight decay or +-1,
-# y_coef, +-1, adaptive: plausible values for each kernel's first scalars
-SCALARS = [0.01, 0.3, 0.99, 0.01, 1.3, 1e-8, 0.1, -0.02, -1.0, 1.0]
+# lr, ckp1 or 1 - lr * wd, beta2, 1 - beta2, 1/sqrt(bc2) or beta2, eps or 1 - beta2 or decay on (sgd),
+# weight decay or +-1, y_coef, +-1, adaptive, decay on: plausible values for each kernel's first scalars
+SCALARS = [0.01, 0.3, 0.99, 0.01, 1.3, 1e-8, 0.1, -0.02, -1.0, 1.0, 1.0]
 
 
 def _tensors(arity: int, dtype: torch.dtype, n: int = 100_003) -> list[torch.Tensor]:
@@ -203,3 +203,51 @@ def test_a_missing_compiler_is_named(monkeypatch):
     assert _native.compiler_problem() == "no C compiler ($CC='optforge-no-such-compiler --flag' not found)"
     with pytest.raises(_native.CompileError, match="no C compiler"):
         _native._build("int x;", "nothing")
+
+
+def _special_ops(sign, absolute, root, larger, picked, difference, x, y, s):
+    sign.copy_(torch.sign(x))
+    absolute.copy_(x.abs())
+    root.copy_(torch.sqrt(x))
+    larger.copy_(torch.where(x > y, x, y))
+    picked.copy_(torch.where(x < y, x - y, x * y))
+    difference.copy_(x * s[0] - y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_special_values_give_torchs_bits(dtype):
+    """NaN, infinities and signed zeros: sign(NaN) and sign(-0) are +0, comparisons with NaN are false."""
+    specials = [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 4.0, -4.0, 0.25, 2.25, 2.0**-140]
+    pairs = torch.tensor([(a, b) for a in specials for b in specials], dtype=torch.float64).to(dtype)
+    x, y = pairs[:, 0].repeat(3).contiguous(), pairs[:, 1].repeat(3).contiguous()  # vector loops and a tail
+    outputs = [torch.empty_like(x) for _ in range(6)]
+    scalars = _fused.scalar_tensor([1.0], x)
+    _native.native_kernel(_special_ops, dtype)([[t] for t in [*outputs, x, y]], scalars)
+    expected = [torch.empty_like(x) for _ in range(6)]
+    _special_ops(*expected, x, y, scalars)
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    for name, got, want in zip(["sign", "abs", "sqrt", "where >", "where <", "arithmetic"], outputs, expected):
+        assert torch.equal(got.isnan(), want.isnan()), name
+        kept = ~want.isnan()
+        assert torch.equal(got[kept].view(bits), want[kept].view(bits)), name
+
+
+def test_where_needs_a_comparison():
+    """In C any non-zero number (NaN too) is true; torch.where takes only a boolean condition."""
+
+    def kernel(y, x, s):
+        y.copy_(torch.where(x, x, s[0]))
+
+    with pytest.raises(TypeError, match="comparison"):
+        _native.c_loop_body(kernel, 2)
+
+
+@pytest.mark.parametrize("function", [torch.maximum, torch.minimum, torch.fmax, torch.clamp])
+def test_functions_without_a_translation_are_refused(function):
+    """No C stand-in with other NaN rules (C's fmax drops a NaN, torch.maximum keeps it)."""
+
+    def kernel(y, x, s):
+        y.copy_(function(x, s[0]))
+
+    with pytest.raises(TypeError, match=function.__name__):
+        _native.c_loop_body(kernel, 2)

@@ -99,6 +99,35 @@ def test_matches_schedulefree_in_float32(name, impl):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}], ids=["single", "foreach"])
+def test_eager_paths_match_schedulefree_exactly_on_large_tensors_on_threads(impl, name, dtype):
+    """As the module docstrings say: bit for bit in float32 and float64, also on tensors split among threads."""
+    ours_cls, ref_cls, kwargs, _ = CASES[name]
+    shapes = [(1_100_007,), (45_001,), (300, 300), (11,)]  # odd sizes: thread shares and pieces end anywhere
+    runs = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for make in (lambda ps: ref_cls(ps, **kwargs), lambda ps: ours_cls(ps, **kwargs, **impl)):
+            gen = torch.Generator().manual_seed(0)
+            params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)) for s in shapes]
+            opt = make(params)
+            opt.train()
+            for _ in range(4):
+                for p in params:
+                    noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+                    p.grad = (0.3 * p.detach().double() + noise).to(dtype)
+                opt.step()
+            opt.eval()
+            runs.append([p.detach().clone() for p in params] + [opt.state[p]["z"].clone() for p in params])
+    finally:
+        torch.set_num_threads(before)
+    for e, g in zip(*runs):
+        assert torch.equal(e, g)
+
+
 @pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}])
 def test_wrapper_matches_schedulefree_exactly(impl):
     def ours(params):

@@ -17,7 +17,10 @@ Every value is computed in ``float`` (``double`` for float64 tensors) and
 rounded to the tensor's dtype once, when stored (torch's eager bfloat16 and
 float16 operations round after each one); operations are not contracted into
 fused multiply-adds, so in float32 and float64 each rounds as IEEE arithmetic
-does (torch's vectorized ``sqrt`` may differ in the last bit).
+does (torch's vectorized ``sqrt`` may differ in the last bit). NaN, infinities
+and signed zeros come out as torch's operations give them: ``sign`` is +0 for
+NaN and for -0, and a comparison with NaN is false. Operations without a
+translation here (``torch.maximum``, ``torch.clamp``, ...) raise ``TypeError``.
 
 Example:
     >>> import torch
@@ -109,7 +112,8 @@ _SOURCE = """\
 #include <omp.h>
 #endif
 {prelude}
-#define SIGN(x) ((x) > 0 ? (acc_t)1 : ((x) < 0 ? (acc_t)-1 : (x)))
+// torch's sign: +0 for NaN and for both zeros
+#define SIGN(x) ((acc_t)((x) > 0) - (acc_t)((x) < 0))
 
 void {name}(int64_t count, const int64_t* restrict ptrs, const int64_t* restrict sizes,
             const acc_t* restrict s, int threads) {{
@@ -263,8 +267,10 @@ class _Scalars:
 
 
 def _where(condition: _Value, then: object, otherwise: object) -> _Value:
-    loop = condition.loop
-    return loop.emit(f"{_operand(condition)} ? {_operand(then)} : {_operand(otherwise)}")
+    # torch.where takes only a boolean condition; C would take any number as one, NaN as true
+    if not (isinstance(condition, _Value) and condition.is_flag):
+        raise TypeError("a fused kernel's torch.where needs a comparison (x < y, x > y) as its condition")
+    return condition.loop.emit(f"{condition.name} ? {_operand(then)} : {_operand(otherwise)}")
 
 
 _TORCH_FUNCTIONS: dict[Callable[..., object], Callable[..., _Value]] = {

@@ -10,7 +10,8 @@ Per step, with ``c`` the averaging weight (see :mod:`optforge.optimizers.schedul
     z \leftarrow z - \eta d
 
 Numerically identical to ``schedulefree.AdamWScheduleFree`` 1.4.1 on the
-single-tensor and foreach paths (the gradients are left untouched here).
+single-tensor and foreach paths in float32 and float64 (the gradients are left
+untouched here).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
     """
 
     STATE_TENSORS = ("z", "exp_avg_sq")
+    GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "warmup_steps", "r", "weight_lr_power")
 
     def __init__(
         self,
@@ -309,12 +311,15 @@ def _multi_tensor_adamw_schedule_free(
 
 
 def _adam_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, exp_avg_sq: Tensor, s: Tensor) -> None:
-    # s = [lr, ckp1, beta2, 1 - beta2, 1 / sqrt(bias_correction2), eps, weight_decay, y_coef, +-1, adaptive]
+    # s = [lr, ckp1, beta2, 1 - beta2, 1 / sqrt(bias_correction2), eps, weight_decay, y_coef, +-1, adaptive,
+    #      decay on (1) or off (0)]
     # (one division per element instead of two: CPUs divide and take roots slowly)
     grad = grad * s[8]
     v = exp_avg_sq * s[2] + s[3] * grad * grad
     normalized = grad / (v.sqrt() * s[4] + s[5])
-    direction = torch.where(s[9] > 0, normalized, grad) + y * s[6]
+    direction = torch.where(s[9] > 0, normalized, grad)
+    # as in the eager update, y joins the direction only with decay (0 * inf is NaN)
+    direction = torch.where(s[10] > 0, direction + y * s[6], direction)
     y.copy_(_fused.lerp(y, z, s[1]) + direction * s[7])
     z.copy_(z - direction * s[0])
     exp_avg_sq.copy_(v)
@@ -339,6 +344,7 @@ def _fused_adamw_schedule_free(
         lr * (beta1 * (1 - ckp1) - 1),
         -1.0 if kwargs["maximize"] else 1.0,
         1.0 if kwargs["adaptive"] else 0.0,
+        1.0 if kwargs["weight_decay"] != 0 else 0.0,
     )
     _fused.apply_fused(
         _adam_schedule_free_kernel,

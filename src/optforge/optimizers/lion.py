@@ -7,8 +7,14 @@ r"""Lion: sign of an interpolated momentum (Chen et al., 2023, "Symbolic Discove
     m_t &= \beta_2 m_{t-1} + (1 - \beta_2) g_t
 
 Bit-identical to ``lion_pytorch.Lion`` (same defaults, same operations) on the
-single-tensor and foreach paths, in every float dtype on CPU; the fused path
-computes the same formula in one pass and agrees within float rounding.
+single-tensor and foreach paths on CPU: always in float32 and float64; in
+bfloat16 and float16 on one thread, or while no tensor has more than 32,768
+elements. torch splits a larger tensor among threads and finishes each share
+in a scalar loop that rounds these dtypes differently from its vector loop;
+optforge updates large tensors in pieces whose shares end elsewhere, so a few
+elements can differ in the last bit. The fused path computes the same formula
+in one pass and agrees within float rounding. On every path a NaN in
+``c_t`` has sign 0, as ``torch.sign`` has it.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
     """
 
     STATE_TENSORS = ("exp_avg",)
+    GROUP_KEYS = ("lr", "betas", "weight_decay")
 
     def __init__(
         self,

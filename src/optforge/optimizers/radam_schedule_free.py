@@ -10,7 +10,8 @@ With :math:`\rho_\infty = 2 / (1 - \beta_2) - 1` and
 once :math:`\rho_t > 4`. Before that the step is an SGD step, or (the default
 ``silent_sgd_phase=True``) no step at all: the second moment is still updated
 but the parameters do not move and the step carries no averaging weight.
-Numerically identical to ``schedulefree.RAdamScheduleFree`` 1.4.1.
+Numerically identical to ``schedulefree.RAdamScheduleFree`` 1.4.1 on the
+single-tensor and foreach paths in float32 and float64.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
     """
 
     STATE_TENSORS = ("z", "exp_avg_sq")
+    GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "r", "weight_lr_power")
 
     FLAG_DEFAULTS = MappingProxyType({**ScheduleFreeOptimizer.FLAG_DEFAULTS, "silent_sgd_phase": True})
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optforge.optimizers._common import as_real, check_grad, check_range
+from optforge.optimizers._common import CheckedStateLoading, as_real, check_grad, check_range
 from optforge.optimizers._fused import StepPath
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 from optforge.state_check import check_state_dict
@@ -107,6 +107,8 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
         self.param_groups = self.base.param_groups
         self.state = self.base.state
         self._sharing = True
+        if isinstance(self.base, CheckedStateLoading):  # its state holds z too: its loads must take it
+            self.base._wrapper_state = (self.z_key,)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -139,10 +141,15 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load base state, ``z``, counters and modes (the base optimizer's rules apply).
 
+        A group may lack the wrapper's own entries (they take their defaults),
+        not its ``lr``.
+
         Raises:
-            ConfigError: for a state of another layout, before anything is loaded.
+            ConfigError: for a state of another layout, a group without ``lr``
+                or a ``z`` of another shape, before anything is loaded.
         """
-        check_state_dict(self, state_dict, (), exact=False)  # the base optimizer keeps entries of its own
+        # the base optimizer keeps entries of its own, and checks them itself if it is optforge's
+        check_state_dict(self, state_dict, (), exact=False, group_keys=self.GROUP_KEYS, optional=(self.z_key,))
         self.base.load_state_dict(state_dict)
         self._share()
         for group in self.param_groups:

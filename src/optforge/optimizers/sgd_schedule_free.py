@@ -9,7 +9,8 @@ Per step, with ``c`` the averaging weight (see :mod:`optforge.optimizers.schedul
     z \leftarrow z - \eta d
 
 Numerically identical to ``schedulefree.SGDScheduleFree`` 1.4.1 on the
-single-tensor and foreach paths (the gradients are left untouched here).
+single-tensor and foreach paths in float32 and float64 (the gradients are left
+untouched here).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
     """
 
     STATE_TENSORS = ("z",)
+    GROUP_KEYS = ("lr", "momentum", "weight_decay", "warmup_steps", "r", "weight_lr_power")
 
     def __init__(
         self,
@@ -245,8 +247,10 @@ def _multi_tensor_sgd_schedule_free(
 
 
 def _sgd_schedule_free_kernel(y: Tensor, grad: Tensor, z: Tensor, s: Tensor) -> None:
-    # s = [lr, ckp1, weight_decay, y_coef, +-1 (maximize)]
-    direction = grad * s[4] + y * s[2]
+    # s = [lr, ckp1, weight_decay, y_coef, +-1 (maximize), decay on (1) or off (0)]
+    grad = grad * s[4]
+    # as in the eager update, y joins the direction only with decay (0 * inf is NaN)
+    direction = torch.where(s[5] > 0, grad + y * s[2], grad)
     y.copy_(_fused.lerp(y, z, s[1]) + direction * s[3])
     z.copy_(z - direction * s[0])
 
@@ -259,6 +263,7 @@ def _fused_sgd_schedule_free(params: list[Tensor], grads: list[Tensor], zs: list
         kwargs["weight_decay"],
         lr * (kwargs["momentum"] * (1 - ckp1) - 1),
         -1.0 if kwargs["maximize"] else 1.0,
+        1.0 if kwargs["weight_decay"] != 0 else 0.0,
     )
     _fused.apply_fused(
         _sgd_schedule_free_kernel,
