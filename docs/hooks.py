@@ -42,12 +42,39 @@ def generated_block(name: str) -> re.Pattern[str]:
     return re.compile(rf"^<!-- optforge:{name} -->\n.*?^<!-- /optforge:{name} -->\n?", re.MULTILINE | re.DOTALL)
 
 
+# A Sphinx role in a docstring: :class:`~optforge.LRShim`, :func:`make_schedule`, :meth:`step`.
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):`(?P<tilde>~?)(?P<target>[^`]+)`")
+
+
+def sphinx_roles_to_links(text: str, module: str) -> str:
+    """Write each Sphinx role as a link to its object where the site documents it, else as code.
+
+    A name without dots is looked up in ``module`` first. A ``~`` shows only the last part of the name.
+
+    Example:
+        >>> sphinx_roles_to_links("see :class:`~optforge.LRShim`", "optforge.builder")
+        'see <autoref identifier="optforge.LRShim" optional><code>LRShim</code></autoref>'
+    """
+
+    def link(match: re.Match[str]) -> str:
+        target = match["target"].strip().removesuffix("()")
+        shown = target.rsplit(".", 1)[-1] if match["tilde"] else target
+        identifier = target if target.startswith("optforge") or "." in target else f"{module}.{target}"
+        suffix = "()" if match["target"].strip().endswith("()") else ""
+        return f'<autoref identifier="{identifier}" optional><code>{shown}{suffix}</code></autoref>'
+
+    return SPHINX_ROLE.sub(link, text)
+
+
 class DoctestExamples(griffe.Extension):
-    """Read ``Example:`` docstring sections as ``Examples:``, so their doctests render as code."""
+    """Read ``Example:`` docstring sections as ``Examples:``, so their doctests render as code, and
+    Sphinx roles as links (mkdocstrings' Google style renders them as literal text)."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = re.sub(r"^(\s*)Example:$", r"\1Examples:", obj.docstring.value, flags=re.MULTILINE)
+            text = re.sub(r"^(\s*)Example:$", r"\1Examples:", obj.docstring.value, flags=re.MULTILINE)
+            module = obj.path if obj.is_module else obj.module.path
+            obj.docstring.value = sphinx_roles_to_links(text, module)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,10 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
             assert image.format == "PNG"
     gallery = (site / "gallery" / "index.html").read_text(encoding="utf-8")
     assert gallery.count('<img alt="') == len(plots)
+    literal_roles = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(?:<code>|`)")
+    pages = site.rglob("*.html")
+    with_roles = [str(page.relative_to(site)) for page in pages if literal_roles.search(page.read_text())]
+    assert with_roles == [], "pages showing Sphinx roles as text"
     reference = (site / "config-reference" / "index.html").read_text(encoding="utf-8")
     for text in ("peak_value", "AdamW", "layer_decay", "tower_learning_rates", "steps_per_epoch"):
         assert text in reference
