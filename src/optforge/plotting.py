@@ -195,6 +195,30 @@ def _label_boundaries(trace: ScheduleTrace) -> list[tuple[int, str]]:
     return [(step, "warmup end" if warmup and i == 0 else f"step {step}") for i, step in enumerate(trace.boundaries)]
 
 
+def _spaced(labels: Sequence[tuple[int, str]], first: int, last: int, chars_across: float) -> list[tuple[int, str]]:
+    """The labels that fit above the plot side by side, from the left; a label that would run into
+    the one before it is left out (its line is still drawn).
+
+    ``chars_across`` is how many label characters the plot's width holds.
+
+    Example:
+        >>> _spaced([(100, "warmup end"), (104, "step 104"), (150, "step 150")], 0, 300, 100)
+        [(100, 'warmup end'), (150, 'step 150')]
+    """
+    kept: list[tuple[int, str]] = []
+    right_edge = -math.inf
+    for step, label in labels:
+        centre = (step - first) / max(last - first, 1) * chars_across
+        if centre - len(label) / 2 >= right_edge + 1:
+            kept.append((step, label))
+            right_edge = centre + len(label) / 2
+    return kept
+
+
+# How many boundary-label characters (small font) the width of a trace figure's plot holds.
+LABEL_CHARS_ACROSS = 110
+
+
 def trace_figure(trace: ScheduleTrace) -> Any:
     """The matplotlib ``Figure`` of ``trace``: learning rates above, other hyperparameters below.
 
@@ -212,9 +236,11 @@ def trace_figure(trace: ScheduleTrace) -> Any:
         axes[-1].plot(trace.steps, values, label=name)
     if trace.others:
         axes[-1].set_ylabel(next(iter(trace.others)) if len(trace.others) == 1 else "hyperparameter")
-    for step, label in _label_boundaries(trace):
+    labels = _label_boundaries(trace)
+    for step, _ in labels:
         for ax in axes:
             ax.axvline(step, color="0.5", linestyle="--", linewidth=0.8)
+    for step, label in _spaced(labels, trace.steps[0], trace.steps[-1], LABEL_CHARS_ACROSS):
         axes[0].annotate(
             label,
             (step, 1.0),

@@ -349,3 +349,18 @@ def test_a_plateau_judges_the_metric_once_per_call_whatever_the_epoch() -> None:
     epoch_scheduler.step(epoch=0, metric=1.0)  # the template's plot script starts at epoch 0
     epoch_scheduler.step(epoch=5, metric=1.0)  # one judgement, as the template's step ignores the epoch
     assert optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_the_module_examples_run_without_warnings() -> None:
+    """Its examples step the optimizer before the scheduler, as a training loop must (torch warns otherwise)."""
+    import doctest
+    import warnings
+
+    import optforge.compat.template as module
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+    assert [str(w.message) for w in caught] == []
