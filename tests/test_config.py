@@ -34,7 +34,8 @@ def test_json_schema_is_json_and_covers_both_forms() -> None:
     assert defs["ConfigDocument"]["properties"]["optimizer"]["anyOf"][0]["$ref"] == "#/$defs/FlatOptimizerConfig"
     assert {"AdamConfig", "SgdConfig", "AdagradConfig", "OptimizerConfig", "LearningRate"} <= set(defs)
     assert defs["AdamConfig"]["additionalProperties"] is False
-    assert "AdamW" in defs["FlatOptimizerConfig"]["properties"]["name"]["anyOf"][0]["enum"]
+    assert defs["FlatOptimizerConfig"]["properties"]["name"]["$ref"] == "#/$defs/OptimizerName"
+    assert "AdamW" in defs["OptimizerName"]["anyOf"][0]["enum"]
 
 
 def test_document_model_rejects_unknown_keys() -> None:

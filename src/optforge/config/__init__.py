@@ -22,9 +22,11 @@ from optforge.config.sections import (
     PartSelector,
     RecapAdamConfig,
     RecapOptimizerConfig,
+    RecapPartConfig,
     SgdConfig,
     TemplateGroup,
     TemplateOptimizerConfig,
+    TemplatePartConfig,
     TypedPartConfig,
 )
 from optforge.schedules import LearningRate, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
@@ -53,9 +55,11 @@ __all__ = [
     "Problems",
     "RecapAdamConfig",
     "RecapOptimizerConfig",
+    "RecapPartConfig",
     "SgdConfig",
     "TemplateGroup",
     "TemplateOptimizerConfig",
+    "TemplatePartConfig",
     "TypedPartConfig",
     "parse_document",
     "sanitize_task_name",

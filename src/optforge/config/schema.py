@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 
@@ -10,13 +10,20 @@ from optforge._validation import StrictModel
 from optforge.config.rules import MultiTaskLearningRates
 from optforge.config.sections import (
     FlatOptimizerConfig,
+    FlatPartConfig,
     OptimizerConfig,
     RecapOptimizerConfig,
+    RecapPartConfig,
     TemplateOptimizerConfig,
+    TemplatePartConfig,
+    TypedPartConfig,
 )
 from optforge.schedules import LearningRate
 
 __all__ = ["ConfigDocument"]
+
+# One part of a composite optimizer: an optimizer section in any form, with its params and part keys.
+Part = FlatPartConfig | TypedPartConfig | RecapPartConfig | TemplatePartConfig
 
 
 class ConfigDocument(StrictModel):
@@ -27,7 +34,7 @@ class ConfigDocument(StrictModel):
         | OptimizerConfig
         | RecapOptimizerConfig
         | TemplateOptimizerConfig
-        | list[FlatOptimizerConfig]
+        | Annotated[list[Part], pydantic.Field(min_length=1)]
     ) = pydantic.Field(description="One optimizer section in any form, or a list of parts of a composite optimizer.")
     schedule: LearningRate | dict[str, Any] | float | None = pydantic.Field(
         None,

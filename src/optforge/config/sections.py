@@ -39,9 +39,11 @@ __all__ = [
     "PartSelector",
     "RecapAdamConfig",
     "RecapOptimizerConfig",
+    "RecapPartConfig",
     "SgdConfig",
     "TemplateGroup",
     "TemplateOptimizerConfig",
+    "TemplatePartConfig",
     "TypedPartConfig",
 ]
 
@@ -206,17 +208,33 @@ class PartSelector(StrictModel):
 
 _PART_PARAMS = "The parameters this part takes (first part wins); without it, every parameter no earlier part took."
 _PART_NAME = "The part's name (default: the optimizer's name in lower case); prefixes its group names."
+# A part's name: a non-empty string without "/", which separates it from a group's name.
+PartName = Annotated[str, pydantic.Field(min_length=1, pattern="^[^/]*$")]
 
 
 class FlatPartConfig(FlatOptimizerConfig):
     """One part of a composite optimizer, in the flat form."""
 
     params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
-    part: str | None = pydantic.Field(None, description=_PART_NAME)
+    part: PartName | None = pydantic.Field(None, description=_PART_NAME)
 
 
 class TypedPartConfig(OptimizerConfig):
     """One part of a composite optimizer, in the typed form."""
 
     params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
-    part: str | None = pydantic.Field(None, description=_PART_NAME)
+    part: PartName | None = pydantic.Field(None, description=_PART_NAME)
+
+
+class RecapPartConfig(RecapOptimizerConfig):
+    """One part of a composite optimizer, in the ranking project's form."""
+
+    params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
+    part: PartName | None = pydantic.Field(None, description=_PART_NAME)
+
+
+class TemplatePartConfig(TemplateOptimizerConfig):
+    """One part of a composite optimizer, in the training template's form."""
+
+    params: PartSelector | None = pydantic.Field(None, description=_PART_PARAMS)
+    part: PartName | None = pydantic.Field(None, description=_PART_NAME)

@@ -102,19 +102,24 @@ def _serialize(value: int | Length) -> Any:
     return value.as_data() if isinstance(value, Length) else value
 
 
+def _length_schema(minimum: int) -> dict[str, Any]:
+    """The JSON Schema of a length: what :func:`_parse` accepts, as far as a schema can tell."""
+    amount = {"type": "number", "exclusiveMinimum": 0} if minimum else {"type": "number", "minimum": 0}
+    steps = {"type": "integer", "minimum": minimum, "maximum": MAX_STEP}
+
+    def unit(name: str, value: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "properties": {name: value}, "required": [name], "additionalProperties": False}
+
+    units = [unit("epochs", amount), unit("fraction", {**amount, "maximum": 1})]
+    return {"anyOf": [steps, *units, unit("steps", {"anyOf": [steps, *units]})]}
+
+
 def _length_type(minimum: int, description: str) -> Any:
-    unit_schemas = [
-        {"type": "object", "properties": {"epochs": {"type": "number"}}, "required": ["epochs"]},
-        {"type": "object", "properties": {"fraction": {"type": "number"}}, "required": ["fraction"]},
-        {"type": "object", "properties": {"steps": {"type": "integer"}}, "required": ["steps"]},
-    ]
     return Annotated[
         Any,
         pydantic.PlainValidator(lambda value: _parse(value, minimum)),
         pydantic.PlainSerializer(_serialize),
-        pydantic.WithJsonSchema(
-            {"anyOf": [{"type": "integer", "minimum": minimum}, *unit_schemas], "description": description}
-        ),
+        pydantic.WithJsonSchema({**_length_schema(minimum), "description": description}),
     ]
 
 
