@@ -82,7 +82,8 @@ def zero_factory(spec: OptimizerSpec) -> Callable[..., Optimizer]:
             initialized, or for a Schedule-Free optimizer (its train/eval mode
             switch moves parameters that ZeRO would not broadcast).
     """
-    value = spec.options.get("zero", False)
+    value = spec.options.get("zero")
+    value = False if value is None else value  # null, as for every build option, is the default
     path = format_path(spec.path, "zero")
     if not isinstance(value, bool):
         raise ConfigError(f"expected true or false, got {value!r}", path=path)

@@ -88,8 +88,9 @@ def test_zero_must_be_a_boolean() -> None:
         optforge.build_optimizer(tiny_model(), config)
 
 
-def test_zero_false_builds_the_plain_optimizer() -> None:
-    optimizer = optforge.build_optimizer(tiny_model(), {"name": "SGD", "lr": 0.1, "zero": False})
+@pytest.mark.parametrize("value", [False, None])
+def test_zero_false_or_null_builds_the_plain_optimizer(value: bool | None) -> None:
+    optimizer = optforge.build_optimizer(tiny_model(), {"name": "SGD", "lr": 0.1, "zero": value})
     assert type(optimizer) is torch.optim.SGD
 
 
