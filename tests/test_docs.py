@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -135,6 +136,32 @@ def test_command_examples_run(page: Path, workdir: Path) -> None:
         assert result.exit_code == 0, f"{_id(page)}: `{line}` failed:\n{result.output}"
 
 
+SCHEDULERS_PAGE = ROOT / "docs" / "schedulers.md"
+YAML = {"yaml", "yml"}
+STAND_IN_OPTIMIZER = {"name": "SGD", "lr": 0.1}
+
+
+def yaml_documents(page: Path) -> list[Any]:
+    """The documents of a page's YAML blocks, in order."""
+    return [yaml.safe_load(block) for block in fenced_blocks(page.read_text(encoding="utf-8"), YAML)]
+
+
+@pytest.mark.parametrize("index", range(len(yaml_documents(SCHEDULERS_PAGE))))
+def test_the_yaml_examples_of_the_schedulers_page_validate(index: int) -> None:
+    from optforge.cli import validate_config
+    from optforge.cli_files import check_template_schedulers
+    from optforge.lr_schedulers.section import TEMPLATE_DOCUMENT_KEYS
+
+    document = yaml_documents(SCHEDULERS_PAGE)[index]
+    assert isinstance(document, dict), f"docs/schedulers.md (yaml block {index + 1}) is not a config"
+    if set(document) <= set(TEMPLATE_DOCUMENT_KEYS):
+        problems = check_template_schedulers(document)
+    else:  # a schedule: section, as in a config beside its optimizer
+        assert "schedule" in document, f"docs/schedulers.md (yaml block {index + 1}) has no schedule: section"
+        problems = validate_config({"optimizer": STAND_IN_OPTIMIZER, **document})
+    assert problems == [], f"docs/schedulers.md (yaml block {index + 1}) does not validate: {problems}"
+
+
 def _load_hooks() -> Any:
     spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
     assert spec is not None
@@ -205,3 +232,33 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         assert text in reference
     assert "optforge demo" in (site / "cli" / "index.html").read_text(encoding="utf-8")
     assert "optforge.builder.build_optimizer" in (site / "api" / "builder" / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_cli_help_fits_the_page_and_is_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    hooks = _load_hooks()
+    text = hooks.cli_help()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= hooks.CLI_HELP_WIDTH
+    assert not [line for line in lines if line != line.rstrip()]
+    assert "…" not in text
+    flat = " ".join(text.replace("│", " ").split())
+    assert "a function returning an nn.Module, or a module instance" in flat
+    from typer import rich_utils
+
+    monkeypatch.setattr(rich_utils, "FORCE_TERMINAL", True)  # as typer sets it under GITHUB_ACTIONS or FORCE_COLOR
+    monkeypatch.setattr(rich_utils, "MAX_WIDTH", 200)  # as typer sets it from TERMINAL_WIDTH=200
+    monkeypatch.setenv("COLUMNS", "200")
+    assert hooks.cli_help() == text
+    assert (rich_utils.FORCE_TERMINAL, rich_utils.MAX_WIDTH) == (True, 200)
+
+
+def test_the_models_list_of_the_cli_page_renders_as_three_items() -> None:
+    import markdown
+
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = page.split("## Models on the command line", 1)[1].split("\n## ", 1)[0]
+    html = markdown.markdown(section, extensions=["attr_list", "pymdownx.superfences"])
+    (ordered,) = re.findall(r"<ol>.*?</ol>", html, re.S)
+    items = re.findall(r"<li>(.*?)</li>", ordered, re.S)
+    assert len(items) == 3, items
+    assert "stand-in" in items[2]

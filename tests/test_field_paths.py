@@ -247,3 +247,13 @@ def test_did_you_mean_crosses_vocabularies(config: dict[str, Any], path: str, hi
         messages = dict(info.value.problems)
         assert path in messages, (entry, info.value.problems)
         assert hint in messages[path]
+
+
+def test_a_document_key_is_never_called_a_misspelling_of_itself() -> None:
+    problems = validate_config({"schedule": {"constant": 0.1}})
+    assert problems
+    assert all("did you mean 'schedule'" not in message for _, message in problems)
+    assert validate_config({"schedul": {"constant": 0.1}, "optimiser": {"name": "SGD"}}) == [
+        ("schedul", "unknown top-level key 'schedul'; did you mean 'schedule'?"),
+        ("optimiser", "unknown top-level key 'optimiser'; did you mean 'optimizer'?"),
+    ]

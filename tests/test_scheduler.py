@@ -526,3 +526,63 @@ def test_a_group_added_to_a_typed_config_build_follows_its_learning_rate() -> No
     _train(opt, sched, 2)
     opt.add_param_group({"params": _params()})
     assert _train(opt, sched, 2) == [[compute_lr(RAMP, t)] * 2 for t in (2, 3)]
+
+
+SCHEDULE_BESIDE_TOTAL = {"cosine_decay": {"peak_value": 0.1, "decay_steps": {"fraction": 1.0}}}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "path", "message"),
+    [
+        (
+            {"total_steps": 10000, **SCHEDULE_BESIDE_TOTAL},
+            "schedule.cosine_decay",
+            "unknown key 'cosine_decay': a schedule beside total_steps goes under lr: "
+            "schedule: {total_steps: 10000, lr: {cosine_decay: {...}}}",
+        ),
+        (
+            {"steps_per_epoch": 100, "momentum": {"constant": 0.9}, **SCHEDULE_BESIDE_TOTAL},
+            "schedule.cosine_decay",
+            "unknown key 'cosine_decay': a schedule beside steps_per_epoch, momentum goes under lr: "
+            "schedule: {steps_per_epoch: 100, momentum: {...}, lr: {cosine_decay: {...}}}",
+        ),
+        (
+            {"total_steps": 10000, "CosineAnnealingLR": {"T_max": 10000}},
+            "schedule.CosineAnnealingLR",
+            "unknown key 'CosineAnnealingLR': a scheduler by name goes in the section itself, its name under "
+            "name: and total_steps beside its arguments: schedule: {name: CosineAnnealingLR, ..., total_steps: 10000}",
+        ),
+        (
+            {"total_steps": 10000, "name": {"CosineAnnealingLR": {"T_max": 10000}}},
+            "schedule.name",
+            "unknown key 'name': a scheduler by name goes in the section itself, its name under "
+            "name: and total_steps beside its arguments: schedule: {name: CosineAnnealingLR, ..., total_steps: 10000}",
+        ),
+    ],
+)
+def test_a_schedule_beside_total_steps_is_told_to_go_under_lr(schedule: dict, path: str, message: str) -> None:
+    config = {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": schedule}
+    with pytest.raises(ConfigError) as info:
+        optforge.build(nn.Linear(2, 1), config)
+    assert info.value.problems == [(path, message)]
+    with pytest.raises(ConfigError) as direct:  # build_scheduler on its own says the same
+        build_scheduler(torch.optim.SGD(_params(), lr=0.1), schedule)
+    assert direct.value.problems == [(path, message)]
+
+
+def test_the_step_that_works_builds() -> None:
+    config = {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"total_steps": 10000, "lr": SCHEDULE_BESIDE_TOTAL}}
+    _, scheduler = optforge.build(nn.Linear(2, 1), config)
+    assert scheduler.get_last_lr() == [0.1]
+
+
+def test_a_misspelt_schedule_beside_total_steps_is_named() -> None:
+    config = {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"total_steps": 100, "cosine_decy": {}}}
+    with pytest.raises(ConfigError) as info:
+        optforge.build(nn.Linear(2, 1), config)
+    ((path, message),) = info.value.problems
+    assert path == "schedule.cosine_decy"
+    assert message.startswith("unknown key 'cosine_decy'; did you mean the schedule 'cosine_decay'? ")
+    assert message.endswith(
+        "a schedule beside total_steps goes under lr: schedule: {total_steps: 100, lr: {cosine_decay: {...}}}"
+    )

@@ -700,6 +700,58 @@ def _per_group(value: Any, labels: list[str], context: Mapping[str, int | None],
     return {key: _as_schedule(item) for key, item in value.items()}
 
 
+def _unknown_key(path: str, key: Any, document: Mapping[str, Any]) -> ConfigError:
+    """The error for a key of the full form that is not one of :data:`SCHEDULE_KEYS`.
+
+    A schedule (or a scheduler by name) written beside ``total_steps`` is told
+    where it goes instead.
+
+    Example:
+        >>> error = _unknown_key("schedule", "constant", {"total_steps": 9, "constant": 0.1})
+        >>> print(error.problems[0][1])  # doctest: +ELLIPSIS
+        unknown key 'constant': a schedule beside total_steps goes under lr: schedule: {total_steps: 9, lr: ...}
+    """
+    from optforge.lr_schedulers.registry import is_scheduler_name
+
+    name, where = str(key), format_path(path, str(key))
+    section = path.rsplit(".", 1)[-1] or "schedule"
+    beside = [item for item in document if item in SCHEDULE_KEYS]
+    shown = [f"{item}: {_flow(document[item])}" for item in beside]
+    if name in LearningRate.model_fields or (
+        not suggest(name, SCHEDULE_KEYS) and (close := suggest(name, LearningRate.model_fields))
+    ):
+        schedule = name if name in LearningRate.model_fields else close[0]
+        start = f"unknown key {name!r}" + (":" if schedule == name else f"; did you mean the schedule {schedule!r}?")
+        if "lr" in document:
+            return ConfigError(f"{start} a schedule goes under lr, and this section has one already", path=where)
+        return ConfigError(
+            f"{start} a schedule beside {', '.join(beside)} goes under lr: "
+            f"{section}: {{{', '.join([*shown, f'lr: {{{schedule}: {{...}}}}'])}}}",
+            path=where,
+        )
+    if name == "name" or is_scheduler_name(name):
+        value = document[key]  # the scheduler's arguments, or (under name) a mapping keyed by its name
+        scheduler = name
+        if name == "name":
+            scheduler = str(next(iter(value))) if isinstance(value, Mapping) and value else "..."
+        context = [item for item in beside if item in ("steps_per_epoch", "total_steps")]
+        tail = f" and {' and '.join(context)} beside its arguments:" if context else ""
+        example = ", ".join([f"name: {scheduler}", "...", *(f"{item}: {_flow(document[item])}" for item in context)])
+        return ConfigError(
+            f"unknown key {name!r}: a scheduler by name goes in the section itself, its name under name:{tail} "
+            f"{section}: {{{example}}}",
+            path=where,
+        )
+    return unknown_choice(where, key, SCHEDULE_KEYS, what="key")
+
+
+def _flow(value: Any) -> str:
+    """``value`` as a message shows it in a YAML flow mapping: numbers as they are, anything else elided."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    return "{...}"
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     schedule_config: Any,
@@ -745,7 +797,7 @@ def build_scheduler(
     if isinstance(schedule_config, Mapping) and any(key in SCHEDULE_KEYS for key in schedule_config):
         for key in schedule_config:
             if key not in SCHEDULE_KEYS:
-                raise unknown_choice(format_path(path, str(key)), key, SCHEDULE_KEYS, what="key")
+                raise _unknown_key(path, key, schedule_config)
         document = schedule_config
     else:
         document = {"lr": schedule_config}
@@ -817,7 +869,7 @@ def check_schedule_section(schedule_config: Any, *, path: str = "schedule") -> N
         for key in document:
             if key not in SCHEDULE_KEYS:
                 with problems.collect():
-                    raise unknown_choice(format_path(path, str(key)), key, SCHEDULE_KEYS, what="key")
+                    raise _unknown_key(path, key, document)
     for key in ("lr", *HYPERPARAMETERS):
         value = document.get(key)
         where = format_path(path, key) if full_form else path

@@ -67,6 +67,7 @@ OPTION_TYPES: dict[str, dict[str, Any]] = {
     "checkpoint": {"anyOf": [{"type": "string"}, NULL]},
     "warmup_steps": pydantic.TypeAdapter(StepCount).json_schema(),
     "warmup_start_factor": {"type": "number", "minimum": 0, "maximum": 1},
+    "warmup_per": {"enum": ["metric", "step"]},
     "steps_per_epoch": {"anyOf": [{"type": "integer", "minimum": 1}, NULL]},
     "total_steps": {"anyOf": [{"type": "integer", "minimum": 1}, NULL]},
 }
@@ -200,7 +201,7 @@ def _schedule_defs() -> dict[str, Any]:
             "anyOf": [{"required": ["class_name"]}, {"required": ["args"]}],
             "if": {"not": {"required": ["class_name"]}},
             "then": {"required": ["name"], "properties": {"name": {"type": "string"}}},
-            "dependentRequired": {"warmup_start_factor": ["warmup_steps"]},
+            "dependentRequired": {"warmup_start_factor": ["warmup_steps"], "warmup_per": ["warmup_steps"]},
         },
         "ScheduleSection": {
             "description": "One schedule for every param group, a schedule per group, the full form, "

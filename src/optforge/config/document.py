@@ -193,6 +193,8 @@ def _towers(raw: Any, path: str) -> MultiTaskLearningRates | None:
 def _top_level_key_meant(key: Any) -> str | None:
     """The document key ``key`` stands for: a synonym (``optimiser``, ``scheduler``) or a typo of one."""
     text = str(key)
+    if text in DOCUMENT_KEYS:
+        return None
     synonyms = [name for name in SYNONYMS.get(text.lower(), ()) if name in DOCUMENT_KEYS]
     return synonyms[0] if synonyms else misspelling_of(text, DOCUMENT_KEYS)
 

@@ -251,7 +251,17 @@ def resolve_lengths(value: Any, context: Mapping[str, int | None], path: str) ->
         parsed = pydantic.TypeAdapter(StepIndex).validate_python(dict(value))
     except pydantic.ValidationError as exc:
         raise ConfigError(exc.errors()[0]["msg"].removeprefix("Value error, "), path=path) from None
-    return parsed.to_steps(context, path) if isinstance(parsed, Length) else parsed
+    if not isinstance(parsed, Length):
+        return parsed
+    needed = UNITS[parsed.unit]
+    if context.get(needed) is None:  # where the run's length goes differs from optforge's own schedules
+        raise ConfigError(
+            f"{{{parsed.unit}: {parsed.value}}} needs {needed}: pass it from code, optforge.build(model, config, "
+            f"{needed}=N), or write it in the scheduler's section, beside its name, schedule: {{name: ..., "
+            f"{needed}: N}}",
+            path=path,
+        )
+    return parsed.to_steps(context, path)
 
 
 def check_arguments(

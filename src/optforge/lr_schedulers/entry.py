@@ -113,6 +113,10 @@ class SchedulerEntry:
         nested: Arguments that hold a list of scheduler sections (``SequentialLR.schedulers``).
         length_args: Arguments that accept ``{epochs: x}`` / ``{fraction: x}``; by default
             those of :data:`LENGTH_ARGUMENTS` that the scheduler takes.
+        within_run: Arguments naming a step of the run (where a decay, a phase or a
+            cycle ends, a milestone), which must not lie beyond a known ``total_steps``;
+            by default those of :data:`~optforge.lr_schedulers.run_length.WITHIN_RUN`
+            that the scheduler takes (see :mod:`~optforge.lr_schedulers.run_length`).
         ranges: Valid ranges of arguments, over the shared ones of
             :data:`~optforge.lr_schedulers.arguments.RANGES`.
         factory: Builds the scheduler as ``factory(optimizer, **arguments)``; its
@@ -132,6 +136,7 @@ class SchedulerEntry:
     metric: bool = False
     nested: tuple[str, ...] = ()
     length_args: tuple[str, ...] | None = None
+    within_run: tuple[str, ...] | None = None
     ranges: Mapping[str, Range] = field(default_factory=dict)
     factory: Callable[..., Any] | None = None
     hidden: tuple[str, ...] = ()

@@ -36,6 +36,7 @@ from optforge.lr_schedulers.arguments import check_arguments, is_length, resolve
 from optforge.lr_schedulers.entry import SchedulerEntry
 from optforge.lr_schedulers.plateau import WarmupPlateau
 from optforge.lr_schedulers.registry import get_scheduler_entry
+from optforge.lr_schedulers.run_length import beyond_run
 from optforge.lr_schedulers.template_rules import TEMPLATE_RULES, apply_template_rules, warn_notes
 
 __all__ = [
@@ -56,8 +57,9 @@ SECTION_OPTIONS: Mapping[str, str] = {
     "frequency": "step the scheduler every this many intervals (Lightning; default 1)",
     "monitor": "the logged metric a metric-driven scheduler is stepped with (Lightning)",
     "checkpoint": "a file holding a saved state of this scheduler, loaded after it is built",
-    "warmup_steps": "metric-driven schedulers only: a linear warmup over this many steps before the first metric",
+    "warmup_steps": "metric-driven schedulers only: a linear warmup over this many steps (see warmup_per) first",
     "warmup_start_factor": "the fraction of the lr the warmup starts from, in [0, 1] (default 0)",
+    "warmup_per": "metric (default): every call of step() advances the warmup; step: only step() without a metric",
     "steps_per_epoch": "steps per epoch, for lengths written {epochs: x}",
     "total_steps": "steps of the run, for lengths written {fraction: x}",
 }
@@ -75,12 +77,15 @@ class SchedulerSpec:
         arguments: Checked arguments; nested sections are lists of specs.
         path: The config path of the section.
         options: The section's :data:`SECTION_OPTIONS` values.
+        args_path: The config path of the mapping holding the arguments (``path``
+            in the flat form, ``path.args`` in the template's).
     """
 
     entry: SchedulerEntry
     arguments: dict[str, Any]
     path: str
     options: dict[str, Any] = field(default_factory=dict)
+    args_path: str = ""
 
 
 def is_named_section(section: Any) -> bool:
@@ -226,7 +231,9 @@ def parse_section(
     checked = check_arguments(entry, values, args_path, context, problems=problems, skip=tuple(entry.nested))
     checked.update(nested)
     options = _check_options(entry, options, path, context, problems)
-    return SchedulerSpec(entry, checked, path, options)
+    spec = SchedulerSpec(entry, checked, path, options, args_path)
+    problems.extend(beyond_run(spec, context.get("total_steps")))
+    return spec
 
 
 def _unknown_name(name: Any, name_path: str, error: ConfigError) -> list[tuple[str, str]]:
@@ -262,9 +269,9 @@ def _check_options(
     checkpoint = out.get("checkpoint")
     if checkpoint is not None and not isinstance(checkpoint, str | os.PathLike):
         problems.append((where["checkpoint"], f"expected a file path or null, got {checkpoint!r}"))
-    if "warmup_steps" in out or "warmup_start_factor" in out:
+    if "warmup_steps" in out or "warmup_start_factor" in out or "warmup_per" in out:
         if not entry.metric:
-            key = "warmup_steps" if "warmup_steps" in out else "warmup_start_factor"
+            key = next(key for key in ("warmup_steps", "warmup_start_factor", "warmup_per") if key in out)
             problems.append(
                 (
                     where[key],
@@ -287,6 +294,8 @@ def _check_options(
         factor = out.get("warmup_start_factor", 0.0)
         if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0.0 <= factor <= 1.0:
             problems.append((format_path(path, "warmup_start_factor"), f"must be in [0, 1], got {factor!r}"))
+        if out.get("warmup_per", "metric") not in ("step", "metric"):
+            problems.append((where["warmup_per"], f"expected step or metric, got {out['warmup_per']!r}"))
     return out
 
 
@@ -302,7 +311,11 @@ def build_from_spec(optimizer: torch.optim.Optimizer, spec: SchedulerSpec) -> An
         raise ConfigError(f"{spec.entry.name} rejected the config: {exc}", path=spec.path) from exc
     if spec.options.get("warmup_steps"):
         scheduler = WarmupPlateau(
-            optimizer, scheduler, spec.options["warmup_steps"], float(spec.options.get("warmup_start_factor", 0.0))
+            optimizer,
+            scheduler,
+            spec.options["warmup_steps"],
+            float(spec.options.get("warmup_start_factor", 0.0)),
+            warmup_per=spec.options.get("warmup_per", "metric"),
         )
     if spec.options.get("checkpoint") is not None:
         load_checkpoint(scheduler, spec.options["checkpoint"], format_path(spec.path, "checkpoint"), spec.arguments)
