@@ -360,10 +360,22 @@ class LRShim(LRScheduler):
             alive._adopt_groups(known)
             return result
 
-        self._load_hooks = (
-            optimizer.register_load_state_dict_pre_hook(check),
-            optimizer.register_load_state_dict_post_hook(reapply),
-        )
+        try:
+            self._load_hooks = (
+                optimizer.register_load_state_dict_pre_hook(check),
+                optimizer.register_load_state_dict_post_hook(reapply),
+            )
+        except AttributeError:  # a subclass that skips Optimizer.__init__ (timm's Lookahead) has no hook tables
+            load = optimizer.load_state_dict
+
+            @functools.wraps(load)
+            def load_state_dict(state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+                check(optimizer, state_dict)
+                result = load(state_dict, *args, **kwargs)
+                reapply(optimizer)
+                return result
+
+            optimizer.load_state_dict = load_state_dict  # type: ignore[method-assign]
         optimizer.add_param_group = add_param_group  # type: ignore[method-assign]
 
     def __getstate__(self) -> dict[str, Any]:

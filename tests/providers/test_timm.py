@@ -171,3 +171,29 @@ def test_listing_filters_by_pattern_and_provider() -> None:
     assert len(names) == len(ENTRIES)
     assert all(n.startswith(("timm.", "timm_")) for n in names)
     assert all(e.description for e in ENTRIES)
+
+
+def test_a_schedule_over_lookahead_checks_and_reapplies_loaded_states() -> None:
+    """Lookahead skips Optimizer.__init__, so it has no load-hook tables: the scheduler wraps its loading."""
+    import copy
+
+    from optforge.cli import validate_config
+
+    config = {"name": "timm.lookahead_adamw", "lr": 1e-3}
+    assert validate_config({"optimizer": config}) == []
+    model = torch.nn.Linear(2, 2)
+    schedule = {"cosine_decay": {"peak_value": 1e-3, "decay_steps": 10}}
+    optimizer, scheduler = optforge.build(model, {"optimizer": config, "schedule": schedule})
+    model(torch.randn(3, 2)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    lr = optimizer.param_groups[0]["lr"]
+    saved = optimizer.state_dict()
+    broken = copy.deepcopy(saved)
+    del broken["param_groups"][0]["lr"]
+    with pytest.raises(ConfigError, match=r"param_groups\[0\]\.lr: the optimizer state has no 'lr'"):
+        optimizer.load_state_dict(broken)
+    other_lr = copy.deepcopy(saved)
+    other_lr["param_groups"][0]["lr"] = 123.0
+    optimizer.load_state_dict(other_lr)
+    assert optimizer.param_groups[0]["lr"] == lr  # the schedule's lr, not the one the state held
