@@ -19,3 +19,24 @@ def test_import_layers_are_kept() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout
+
+
+FORM_NAMES = {"flat", "typed", "recap", "template"}
+
+
+def test_only_the_config_package_knows_which_form_a_config_was_written_in() -> None:
+    """Builders read what a section does (its fields), never the name of the form it came in."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "src" / "optforge").rglob("*.py")):
+        if "config" in path.relative_to(ROOT / "src" / "optforge").parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "form":
+                offenders.append(f"{path.name}:{node.lineno}: .form")
+            if isinstance(node, ast.Compare):
+                constants = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                if any(value in FORM_NAMES for value in constants):
+                    offenders.append(f"{path.name}:{node.lineno}: compares with a form name")
+    assert offenders == []

@@ -148,8 +148,8 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
 
 
 def _hyperparameters(spec: OptimizerSpec) -> dict[str, Any]:
-    """The keyword arguments of the constructor; the recap's single lr starts at its schedule's step 0."""
-    if spec.form == "recap" and spec.learning_rate is not None:
+    """The keyword arguments of the constructor; a section whose lr comes from its schedule starts at step 0."""
+    if spec.lr_from_schedule and spec.learning_rate is not None:
         return {**spec.hyperparameters, "lr": make_schedule(spec.learning_rate)(0)}
     return dict(spec.hyperparameters)
 
@@ -194,7 +194,7 @@ def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Op
     """Instantiate a validated spec over ``model_or_params``."""
     if spec.entry.takes != "params":
         return _build_over_model(model_or_params, spec)
-    if spec.form in ("template", "recap"):
+    if spec.groups_as_written:
         params: Any = form_groups(model_or_params, spec)  # no presets, no merging: what those systems build
     else:
         params = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
@@ -318,6 +318,22 @@ def build(
     resolved = resolve(config)
     spec = resolved.spec
     assert spec is not None  # a list of parts is a composite, built above
+    return build_spec(model_or_params, spec, **run)
+
+
+def build_spec(
+    model_or_params: Any, spec: OptimizerSpec, *, total_steps: int | None = None, steps_per_epoch: int | None = None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and scheduler of a resolved spec (see :func:`resolve`): what :func:`build` returns.
+
+    Example:
+        >>> import torch
+        >>> spec = resolve({"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"constant": 0.05}}).spec
+        >>> opt, sched = build_spec(torch.nn.Linear(2, 1), spec)
+        >>> opt.param_groups[0]["lr"]
+        0.05
+    """
+    run = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
     optimizer = build_from_spec(model_or_params, spec)
     per_group = group_schedules(optimizer, spec)  # towers, or rules with their own schedule
     if per_group is not None:
@@ -327,7 +343,8 @@ def build(
         if len(optimizer.param_groups) != 1:
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
             return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate), defaults=shared, **run)
-        return optimizer, LRShim(optimizer, {"ALL_PARAMS": spec.learning_rate}, defaults=shared, **run)
+        key = spec.schedule_key or "ALL_PARAMS"
+        return optimizer, LRShim(optimizer, {key: spec.learning_rate}, defaults=shared, **run)
     schedule = spec.schedule
     if isinstance(schedule, Mapping) and any(key in SCHEDULE_KEYS for key in schedule) and schedule.get("lr") is None:
         # Only other hyperparameters are scheduled: each group keeps its lr, which already holds its rule's lr_scale.

@@ -2,8 +2,8 @@
 
 Example:
     >>> spec = resolve_optimizer_spec({"optimizer": {"name": "AdamW", "lr": 1e-3, "betas": [0.9, 0.95]}})
-    >>> spec.entry.name, spec.hyperparameters["betas"], spec.form
-    ('AdamW', (0.9, 0.95), 'flat')
+    >>> spec.entry.name, spec.hyperparameters["betas"], spec.groups_as_written
+    ('AdamW', (0.9, 0.95), False)
 """
 
 from __future__ import annotations
@@ -52,9 +52,24 @@ class OptimizerSpec:
     schedule: Any = None
 
     @property
-    def form(self) -> str:
-        """The form the section was written in: ``flat``, ``typed``, ``recap`` or ``template``."""
-        return self.section.form if self.section is not None else "flat"
+    def groups_as_written(self) -> bool:
+        """Whether the section's form groups the parameters as its own system does (no presets, no merging)."""
+        return self.section is not None and self.section.groups_as_written
+
+    @property
+    def lr_from_schedule(self) -> bool:
+        """Whether the constructor's ``lr`` is the section's schedule at step 0."""
+        return self.section is not None and self.section.lr_from_schedule
+
+    @property
+    def schedule_key(self) -> str | None:
+        """The scheduler's name for the section's own schedule over one group (``ALL_PARAMS``), if any."""
+        return self.section.schedule_key if self.section is not None else None
+
+    @property
+    def origin(self) -> str:
+        """How explanations name where the section's groups came from."""
+        return self.section.origin if self.section is not None else ""
 
 
 @dataclass(frozen=True)

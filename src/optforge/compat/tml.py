@@ -104,11 +104,11 @@ def build_optimizer(
     spec = resolved.spec
     if spec is None:
         raise ConfigError("expected one optimizer, got a list of parts", path="optimizer")
-    if spec.form != "typed" or spec.towers is not None:
+    if spec.schedule_key is None or spec.groups_as_written or spec.towers is not None:
         return build(model, optimizer_config)  # type: ignore[return-value]
     if not isinstance(model, nn.Module):
         raise ConfigError(f"build_optimizer needs a model (an nn.Module), got {type(model).__name__}")
     params = [param for param in model.parameters() if param.requires_grad]
     optimizer = build_from_spec(params, spec)
     schedule = spec.learning_rate or {"constant": float(spec.hyperparameters["lr"])}
-    return optimizer, LRShim(optimizer, {"ALL_PARAMS": schedule})
+    return optimizer, LRShim(optimizer, {spec.schedule_key: schedule})

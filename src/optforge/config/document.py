@@ -61,6 +61,13 @@ class OptimizerSection:
         learning_rate: The section's own schedule (typed and recap forms).
         towers: Task towers given inside the section, if any.
         template: The template form's model (its ``group`` and ``checkpoint``).
+        groups_as_written: The parameters are grouped as the form's own system groups them (the
+            template's ``group`` substrings, the recommender's towers): no presets, no merging.
+        lr_from_schedule: The constructor's ``lr`` is the section's schedule at step 0.
+        schedule_key: The name the scheduler gives the section's own schedule over one group
+            (the recommender's ``LRShim`` keys it ``ALL_PARAMS``); ``None`` for a section whose
+            groups are named by their labels.
+        origin: How explanations name where the groups came from (``"template form"``).
     """
 
     form: str
@@ -73,6 +80,10 @@ class OptimizerSection:
     learning_rate: LearningRate | None = None
     towers: MultiTaskLearningRates | None = None
     template: TemplateOptimizerConfig | None = None
+    groups_as_written: bool = False
+    lr_from_schedule: bool = False
+    schedule_key: str | None = None
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,8 @@ def _typed(section: Mapping[str, Any], path: str) -> OptimizerSection:
         sub.model_dump(),
         learning_rate=model.learning_rate,
         towers=model.multi_task_learning_rates,
+        schedule_key="ALL_PARAMS",
+        origin="typed form",
     )
 
 
@@ -137,6 +150,10 @@ def _recap(section: Mapping[str, Any], path: str) -> OptimizerSection:
         {"betas": (adam.beta_1, adam.beta_2), "eps": adam.epsilon, "maximize": False},
         learning_rate=model.single_task_learning_rate,
         towers=model.multi_task_learning_rates,
+        groups_as_written=True,
+        lr_from_schedule=True,
+        schedule_key="ALL_PARAMS",
+        origin="recap form",
     )
 
 
@@ -148,7 +165,15 @@ def _template(section: Mapping[str, Any], path: str) -> OptimizerSection:
     values = {"lr": model.lr, **args}
     paths = {"lr": path, **dict.fromkeys(args, format_path(path, "args"))}
     return OptimizerSection(
-        "template", model.class_name, format_path(path, "class_name"), path, values, paths, template=model
+        "template",
+        model.class_name,
+        format_path(path, "class_name"),
+        path,
+        values,
+        paths,
+        template=model,
+        groups_as_written=True,
+        origin="template form",
     )
 
 

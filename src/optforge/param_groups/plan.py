@@ -170,7 +170,7 @@ def form_groups(model_or_params: Any, spec: OptimizerSpec) -> list[dict[str, Any
                 path=format_path(spec.path, "group"),
             )
         return None  # parameters or group dicts, used as given
-    if spec.form == "recap" and spec.towers is not None:
+    if spec.groups_as_written and spec.towers is not None:
         if not isinstance(model_or_params, nn.Module):
             raise ConfigError(
                 f"task towers match parameter names, so they need a model (an nn.Module); "
@@ -193,7 +193,7 @@ def _plan_from_groups(model: nn.Module, spec: OptimizerSpec, groups: list[dict[s
     placements = []
     for info in param_infos(model):
         group = by_param.get(id(info.param))
-        reason = f"{spec.form} form" if group is not None else "requires_grad=False"
+        reason = spec.origin if group is not None else "requires_grad=False"
         placements.append(Placement(info, group, [reason]))
     return GroupPlan(named, placements, _effective_defaults(spec))
 
