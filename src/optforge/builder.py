@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, Problems
+from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, ClosedForm, Problems, read_schedule_section
 from optforge.config_source import read_config
 from optforge.errors import ConfigError, format_path, misspelling_of
 from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
-from optforge.scheduler import SCHEDULE_KEYS, LRShim, build_scheduler, check_schedule_section
+from optforge.scheduler import LRShim, build_scheduler, check_schedule_section
 from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
@@ -346,7 +346,8 @@ def build_spec(
         key = spec.schedule_key or "ALL_PARAMS"
         return optimizer, LRShim(optimizer, {key: spec.learning_rate}, defaults=shared, **run)
     schedule = spec.schedule
-    if isinstance(schedule, Mapping) and any(key in SCHEDULE_KEYS for key in schedule) and schedule.get("lr") is None:
+    section = read_schedule_section(schedule)
+    if isinstance(section, ClosedForm) and section.full_form and section.lr is None:
         # Only other hyperparameters are scheduled: each group keeps its lr, which already holds its rule's lr_scale.
         own = group_schedules(optimizer, dataclasses.replace(spec, schedule=None))
         schedule = schedule if own is None else {**schedule, "lr": own}

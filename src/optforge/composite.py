@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from optforge._validation import parse_model
-from optforge.config import MultiTaskLearningRates, ParamGroupRule
+from optforge.config import ClosedForm, MultiTaskLearningRates, OneSchedule, ParamGroupRule, read_schedule_section
 from optforge.config.document import TOWERS_KEY
 from optforge.config_source import read_config
 from optforge.errors import ConfigError, format_path, unknown_choice
@@ -566,11 +566,8 @@ def build_composite(
 
 
 def _is_one_schedule(value: Any) -> bool:
-    from optforge.scheduler import SCHEDULE_KEYS, _is_schedule
-
-    if isinstance(value, Mapping) and any(key in SCHEDULE_KEYS for key in value):
-        value = value.get("lr")
-    return value is not None and _is_schedule(value)
+    section = read_schedule_section(value)
+    return isinstance(section, ClosedForm) and isinstance(section.lr, OneSchedule)
 
 
 def build_composite_and_scheduler(

@@ -10,6 +10,18 @@ Example:
 from optforge.config.document import DOCUMENT_KEYS, SECTION_FORMS, Document, OptimizerSection, parse_document
 from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule, sanitize_task_name
+from optforge.config.schedule_section import (
+    SCHEDULE_KEYS,
+    ClosedForm,
+    NamedScheduler,
+    NoSchedule,
+    OneSchedule,
+    PerGroup,
+    ScheduleSection,
+    TemplateSchedulers,
+    is_one_schedule,
+    read_schedule_section,
+)
 from optforge.config.schema import ConfigDocument
 from optforge.config.sections import (
     BUILD_OPTIONS,
@@ -34,10 +46,12 @@ from optforge.schedules import LearningRate, LinearRampToConstant, LinearRampToC
 __all__ = [
     "BUILD_OPTIONS",
     "DOCUMENT_KEYS",
+    "SCHEDULE_KEYS",
     "SECTION_FORMS",
     "TYPED_OPTIMIZERS",
     "AdagradConfig",
     "AdamConfig",
+    "ClosedForm",
     "ConfigDocument",
     "Document",
     "FlatOptimizerConfig",
@@ -46,21 +60,29 @@ __all__ = [
     "LinearRampToConstant",
     "LinearRampToCosine",
     "MultiTaskLearningRates",
+    "NamedScheduler",
+    "NoSchedule",
     "NoWeightDecay",
+    "OneSchedule",
     "OptimizerConfig",
     "OptimizerSection",
     "ParamGroupRule",
     "PartSelector",
+    "PerGroup",
     "PiecewiseConstant",
     "Problems",
     "RecapAdamConfig",
     "RecapOptimizerConfig",
     "RecapPartConfig",
+    "ScheduleSection",
     "SgdConfig",
     "TemplateGroup",
     "TemplateOptimizerConfig",
     "TemplatePartConfig",
+    "TemplateSchedulers",
     "TypedPartConfig",
+    "is_one_schedule",
     "parse_document",
+    "read_schedule_section",
     "sanitize_task_name",
 ]

@@ -27,6 +27,7 @@ from typing import Any
 from optforge._validation import parse_model
 from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates
+from optforge.config.schedule_section import ScheduleSection, read_schedule_section
 from optforge.config.sections import (
     BUILD_OPTIONS,
     TYPED_OPTIMIZERS,
@@ -106,6 +107,11 @@ class Document:
     towers: MultiTaskLearningRates | None = None
     towers_path: str = TOWERS_KEY
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def schedule_section(self) -> ScheduleSection:
+        """The ``schedule:`` section's variant (see :mod:`optforge.config.schedule_section`)."""
+        return read_schedule_section(self.schedule)
 
 
 def _flat(section: Mapping[str, Any], path: str) -> OptimizerSection:
