@@ -136,18 +136,36 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 # --- the CLI's help ----------------------------------------------------------------
 
 
+# The width of the generated help, in columns: Material's code blocks show about 78 whole at every layout
+# from 960 px up (beside the table of contents); a wider block scrolls, its right edge out of sight.
+CLI_HELP_WIDTH = 78
+
+
 def cli_help() -> str:
-    """Each command's ``--help``, as rendered by the command line itself."""
+    """Each command's ``--help``, as rendered by the command line itself, ``CLI_HELP_WIDTH`` columns wide.
+
+    The width is fixed here, whatever the terminal (or CI) the site is built in: typer would otherwise take
+    it from ``TERMINAL_WIDTH``, and under ``GITHUB_ACTIONS`` or ``FORCE_COLOR`` rich treats the output as a
+    terminal, of 80 columns when ``TERM`` is dumb.
+    """
+    from typer import rich_utils
     from typer.main import get_command
     from typer.testing import CliRunner
 
     from optforge.cli import app
 
     runner = CliRunner()
+    env = {"COLUMNS": str(CLI_HELP_WIDTH), "NO_COLOR": "1", "TERM": "dumb"}
     sections = []
-    for name in get_command(app).list_commands(None):  # type: ignore[attr-defined]
-        result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})
-        sections.append(f"### `optforge {name}`\n\n```text\n{result.output.strip()}\n```\n")
+    saved = rich_utils.MAX_WIDTH, rich_utils.FORCE_TERMINAL
+    rich_utils.MAX_WIDTH, rich_utils.FORCE_TERMINAL = CLI_HELP_WIDTH, False
+    try:
+        for name in get_command(app).list_commands(None):  # type: ignore[attr-defined]
+            output = runner.invoke(app, [name, "--help"], env=env).output
+            text = "\n".join(line.rstrip() for line in output.strip().splitlines())
+            sections.append(f"### `optforge {name}`\n\n```text\n{text}\n```\n")
+    finally:
+        rich_utils.MAX_WIDTH, rich_utils.FORCE_TERMINAL = saved
     return "\n".join(sections)
 
 

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -781,7 +782,7 @@ def test_a_rule_that_needs_a_model_says_which_flag_and_which_model(tmp_path: Pat
     assert result.exit_code == 1
     err = " ".join(result.stderr.split())
     assert "optimizer.layer_decay: found no blocks to decay" in err
-    assert "pass your model with --model module:factory" in err
+    assert "check it on yours with --model module:factory" in err
     assert "(the shipped examples use --model optforge.demo:make_model)" in err
     result = invoke("plot", path, "-o", tmp_path / "lr.png")
     assert result.exit_code == 1
@@ -982,3 +983,217 @@ def test_help_shows_no_value_after_flags() -> None:
     listing = CliRunner().invoke(app, ["list", "--help"], env={"COLUMNS": "120"}).output
     assert "listed only when nothing else" in " ".join(listing.split())
     assert not any(line.strip().endswith("only when") for line in listing.splitlines())
+
+
+# --- validate, plot and explain agree on the model and on the verdict ---------------------------
+
+COMPOSITE = """\
+optimizer:
+  - {{name: SGD, lr: 0.1, params: {{match: "{glob}"}}}}
+  - {{name: AdamW, lr: 0.1}}
+"""
+
+
+def verdicts(path: Path, *args: str | Path) -> dict[str, Any]:
+    """The result of validate, plot (to a PNG) and explain on one file."""
+    return {
+        "validate": invoke("validate", path, *args),
+        "plot": invoke("plot", path, "-n", "20", "-o", path.with_suffix(".png"), *args),
+        "explain": invoke("explain", path, *args),
+    }
+
+
+def test_a_composite_whose_selector_the_stand_in_cannot_check_is_not_called_valid(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(COMPOSITE.format(glob="blokcs.*"))
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert "valid" not in result.stdout
+    last = " ".join(result.stderr.splitlines()[-1].split())
+    assert last.startswith(f"{path}: 1 problem on a one-layer stand-in model, torch.nn.Linear(1, 1)")
+    assert "params: selectors" in last
+    assert "--model module:factory" in last
+    assert "# optforge: --model module:factory" in last
+    path.write_text("# optforge: --model optforge.demo:make_model\n" + COMPOSITE.format(glob="blokcs.*"))
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert "did you mean 'blocks'?" in result.stderr
+    assert "stand-in" not in result.output
+
+
+def test_a_correct_composite_gets_one_verdict_from_each_command_and_passes_on_its_model(tmp_path: Path) -> None:
+    path = tmp_path / "muon.yaml"
+    path.write_text(COMPOSITE.format(glob="blocks.*"))
+    results = verdicts(path)
+    assert {name: result.exit_code for name, result in results.items()} == dict.fromkeys(results, 1)
+    for name, result in results.items():
+        last = " ".join(result.stderr.splitlines()[-1].split())
+        assert "stand-in model, torch.nn.Linear(1, 1)" in last, name
+        assert "--model module:factory" in last, name
+    path.write_text("# optforge: --model optforge.demo:make_model\n" + COMPOSITE.format(glob="blocks.*"))
+    for name, result in verdicts(path).items():
+        assert result.exit_code == 0, (name, result.output)
+        assert "stand-in" not in result.output, name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        WARMUP_COSINE,
+        TWO_PROBLEMS,
+        COMPOSITE.format(glob="blokcs.*"),
+        "optimizer: {name: AdamW, lr: 0.001}\nschedule: {cosine_decay: {peak_valu: 0.001, decay_steps: 100}}\n",
+        "optimizer: {name: AdamW, lr: 0.01, param_groups: [{match: bias, lr_scale: 2.0}]}\n",
+        "optimizer: {name: AdamW, lr: 0.01, layer_decay: 0.75}\n",
+        "optimizer: {name: AdamW, lr: 0.01}\nschedule: {defaults: {constant: 0.01}}\n",
+    ],
+)
+def test_validate_plot_and_explain_agree(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    codes = {name: result.exit_code for name, result in verdicts(path).items()}
+    assert len(set(codes.values())) == 1, codes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "optimizer: {name: AdamW, lr: 0.001}\nschedule: {cosine_decy: {peak_value: 0.001, decay_steps: 100}}\n",
+        "optimizer: {name: AdamW, lr: 0.001}\nschedule: {cosine_decay: {peak_valu: 0.001, decay_steps: 100}}\n",
+        COMPOSITE.format(glob="blocks.*")
+        + "schedule: {lr: {sgd: {cosnie_decay: {peak_value: 0.1, decay_steps: 100}}, adamw: {constant: 0.1}}}\n",
+        COMPOSITE.format(glob="blocks.*") + "schedule: {cosnie_decay: {peak_value: 0.1, decay_steps: 100}}\n",
+    ],
+)
+def test_no_stand_in_note_on_a_schedule_typo(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(text)
+    for name, result in verdicts(path).items():
+        assert result.exit_code == 1, name
+        assert "stand-in" not in result.output, name
+        assert "--model" not in result.output, name
+
+
+def test_explain_gives_no_model_advice_where_the_model_does_not_matter(config_file: Path, tmp_path: Path) -> None:
+    result = invoke("explain", config_file)
+    assert result.exit_code == 0, result.output
+    assert "--model" not in result.output
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("optimizer: {name: AdamW, lr: 0.01, param_groups: [{match: bias, lr_scale: 2.0}]}\n")
+    result = invoke("explain", rules)
+    assert result.exit_code == 0, result.output
+    assert "--model module:factory" in " ".join(result.stdout.split())
+
+
+def test_valid_on_the_stand_in_says_so_on_the_valid_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("optimizer: {name: AdamW, lr: 0.01, param_groups: [{match: bias, lr_scale: 2.0}]}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    line = result.stdout.splitlines()[0]
+    assert line.startswith(f"{path}: valid on a one-layer stand-in model, torch.nn.Linear(1, 1)")
+    assert "param_groups rules" in line
+    assert "--model module:factory" in line
+    assert "# optforge: --model module:factory" in line
+
+
+# --- plot: the run length the config gives ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "last"),
+    [
+        ("{total_steps: 300, lr: {cosine_decay: {peak_value: 0.1, decay_steps: {fraction: 1.0}}}}", 299),
+        ("{name: OneCycleLR, max_lr: 0.1, total_steps: 120}", 119),
+        ("{name: OneCycleLR, max_lr: 0.1, epochs: 3, steps_per_epoch: 40}", 119),
+        ("{cosine_decay: {peak_value: 0.1, decay_steps: 100}}", 999),
+    ],
+)
+def test_plot_plots_the_run_length_the_config_gives(tmp_path: Path, schedule: str, last: int) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(f"optimizer: {{name: SGD, lr: 0.1}}\nschedule: {schedule}\n")
+    result = invoke("plot", path, "-o", tmp_path / "lr.png")
+    assert result.exit_code == 0, result.output
+    assert f"at step {last}\n" in result.stdout
+    result = invoke("plot", path, "-o", tmp_path / "lr.png", "--steps", "50")
+    assert result.exit_code == 0, result.output
+    assert "at step 49\n" in result.stdout
+
+
+# --- the model a file names: relative to the file ---------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["models.py:build", "optforge_test_models_beside:build"])
+def test_a_header_model_is_found_beside_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    module = spec.partition(":")[0].removesuffix(".py")
+    (folder / f"{module}.py").write_text(TOWER_MODEL)
+    path = folder / "towers.yaml"
+    path.write_text(
+        f"# optforge: --model {spec}\n"
+        "optimizer: {name: Adam, lr: 0.001}\n"
+        "multi_task_learning_rates: {tower_learning_rates: {ctr: {constant: 0.001}, cvr: {constant: 0.002}}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    before = list(sys.path)
+    try:
+        for name, result in verdicts(path).items():
+            assert result.exit_code == 0, (name, result.output)
+        assert sys.path == before
+    finally:
+        sys.modules.pop("optforge_test_models_beside", None)
+
+
+def test_a_model_on_the_command_line_is_found_from_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "here.py").write_text(TOWER_MODEL)
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "towers.yaml"
+    path.write_text(
+        "optimizer: {name: Adam, lr: 0.001}\n"
+        "multi_task_learning_rates: {tower_learning_rates: {ctr: {constant: 0.001}, cvr: {constant: 0.002}}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert invoke("validate", path, "--model", "here.py:build").exit_code == 0
+    result = invoke("validate", path, "--model", "configs/here.py:build")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("--model: no Python file")
+
+
+# --- validate of a flat config stays light ------------------------------------------------------
+
+
+def test_validate_of_a_flat_config_does_not_load_the_compiler(tmp_path: Path) -> None:
+    path = tmp_path / "flat.yaml"
+    path.write_text(
+        "optimizer: {name: AdamW, lr: 0.001}\nschedule: {cosine_decay: {peak_value: 0.001, decay_steps: 1000}}\n"
+    )
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from optforge.cli import app\n"
+        f"result = CliRunner().invoke(app, ['validate', {str(path)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+
+
+def test_the_cli_page_shows_the_stand_in_line_as_validate_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = re.search(r"## Models on the command line.*?```text\n(.*?)```", page, re.S)
+    assert shown, "docs/cli.md shows no stand-in line"
+    monkeypatch.chdir(tmp_path)
+    Path("muon.yaml").write_text(COMPOSITE.format(glob="blocks.*"))
+    result = invoke("validate", "muon.yaml")
+    assert result.exit_code == 1
+    assert result.stderr == textwrap.dedent(shown.group(1))

@@ -14,9 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -47,7 +49,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Command(typer.core.TyperCommand):
-    """A command whose help shows no type after a flag (``--help``, ``--all``): a flag takes no value."""
+    """A command whose help shows no type after a flag (``--help``, ``--all``): a flag takes no value.
+
+    Each paragraph of its docstring is one line of help text, which wraps to the terminal's width (typer
+    would keep the docstring's own line breaks, and break lines twice where the terminal is narrower).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.help:
+            text = inspect.cleandoc(self.help).partition("\f")[0]  # typer leaves out what follows a \f
+            self.help = "\n\n".join(" ".join(part.split()) for part in text.split("\n\n"))
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)
@@ -62,6 +74,8 @@ MESSAGE_LIMIT = 300
 PATH_LIMIT = 120
 # What validate, plot and explain build on when neither --model nor the file names a model.
 STAND_IN = "torch.nn.Linear(1, 1)"
+# How many steps plot draws when neither --steps nor the config gives the run's length.
+DEFAULT_PLOT_STEPS = 1000
 # The model the shipped examples are written for.
 EXAMPLE_MODEL = "optforge.demo:make_model"
 # Set to see the traceback of an unexpected error instead of its one-line report.
@@ -152,10 +166,13 @@ def _require_plot_library(package: str) -> None:
         raise ConfigError(f"this needs {package}, which is not installed; install it with `pip install -e '.[plot]'`")
 
 
-def load_model(spec: str, *, path: str = "--model") -> Any:
+def load_model(spec: str, *, path: str = "--model", folder: str | Path | None = None) -> Any:
     """The ``nn.Module`` named by ``module:factory`` or ``path/to/file.py:factory``.
 
-    ``factory`` is called without arguments unless it already is a module.
+    ``factory`` is called without arguments unless it already is a module. A
+    relative file path, and a module to import, are looked up in ``folder``
+    (default: the current directory), which is on ``sys.path`` while the module
+    loads and is taken off it after.
 
     Raises:
         ConfigError: when the module, the attribute or the model cannot be had
@@ -170,23 +187,26 @@ def load_model(spec: str, *, path: str = "--model") -> Any:
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise ConfigError(f"expected module:factory or file.py:factory, got {spec!r}", path=path)
+    base = Path.cwd() if folder is None else Path(folder)
+    where = "" if folder is None else f" in {base}, the folder of the config file"
+    saved = list(sys.path)
+    sys.path.insert(0, str(base))
     try:
         if target.endswith(".py"):
-            name = f"_optforge_model_{Path(target).stem}"
-            module_spec = importlib.util.spec_from_file_location(name, target)
-            if module_spec is None or module_spec.loader is None or not Path(target).is_file():
-                raise ConfigError(f"no Python file {target!r}", path=path)
+            file = base / target  # an absolute target stays as it is
+            name = f"_optforge_model_{file.stem}"
+            module_spec = importlib.util.spec_from_file_location(name, file)
+            if module_spec is None or module_spec.loader is None or not file.is_file():
+                raise ConfigError(f"no Python file {target!r}{where}", path=path)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module  # dataclasses and pickling look a class's module up there
             module_spec.loader.exec_module(module)
         else:
-            sys.path.insert(0, str(Path.cwd()))
-            try:
-                module = importlib.import_module(target)
-            finally:
-                sys.path.remove(str(Path.cwd()))
+            module = importlib.import_module(target)
     except ImportError as exc:
-        raise ConfigError(f"cannot import {target!r}: {exc}", path=path) from None
+        raise ConfigError(f"cannot import {target!r}{where}: {exc}", path=path) from None
+    finally:
+        sys.path[:] = saved
     if not hasattr(module, attr):
         public = sorted(name for name in vars(module) if not name.startswith("_"))
         raise ConfigError(f"{target!r} has no attribute {attr!r}; it has: {', '.join(public)}", path=path)
@@ -198,15 +218,57 @@ def load_model(spec: str, *, path: str = "--model") -> Any:
     return model
 
 
+def _stand_in() -> Any:
+    import torch
+
+    return torch.nn.Linear(1, 1)
+
+
 def _model_for(option: str | None, config: Any) -> tuple[Any, str]:
-    """The model to build ``config`` on, and where it came from: ``"--model"``, ``"file"`` or ``"stand-in"``."""
+    """The model to build ``config`` on, and where it came from: ``"--model"``, ``"file"`` or ``"stand-in"``.
+
+    ``--model`` is found from the current directory; the model the file names, from the file's folder.
+    """
     if option:
         return load_model(option), "--model"
     if config.model:
-        return load_model(config.model, path=f"{config.path} header (# optforge: --model)"), "file"
+        where = f"{config.path} header (# optforge: --model)"
+        return load_model(config.model, path=where, folder=config.path.parent), "file"
+    return _stand_in(), "stand-in"
+
+
+@functools.cache
+def _unguarded(cls: type) -> type | None:
+    """A subclass of the optimizer class ``cls`` whose ``add_param_group`` runs outside torch.compile's guard.
+
+    torch wraps ``Optimizer.add_param_group`` in ``torch._disable_dynamo``, whose
+    first call imports ``torch._dynamo`` (over a second); the guard only matters
+    while torch.compile traces the call. The subclass is ``cls`` in all else: its
+    own ``__init__`` runs in full, with every check it makes, under its own name.
+    ``None`` where ``cls`` has an ``add_param_group`` of its own, or torch's is not
+    wrapped so.
+    """
     import torch
 
-    return torch.nn.Linear(1, 1), "stand-in"
+    guarded = torch.optim.Optimizer.add_param_group
+    plain = getattr(guarded, "__wrapped__", None)
+    if plain is None or not issubclass(cls, torch.optim.Optimizer) or cls.add_param_group is not guarded:
+        return None
+    names = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+    return type(cls.__name__, (cls,), {"add_param_group": plain, **names})
+
+
+def _unguarded_spec(spec: Any) -> Any:
+    """``spec`` with its optimizer built as :func:`_unguarded`'s subclass, where it has one."""
+    entry = spec.entry
+    if entry.factory is not None or entry.takes != "params" or spec.options.get("zero"):
+        return spec
+    try:
+        cls = entry.resolve_class()
+    except Exception:  # a lazy class that cannot load: building reports it
+        return spec
+    quick = _unguarded(cls) if isinstance(cls, type) else None
+    return spec if quick is None else dataclasses.replace(spec, entry=dataclasses.replace(entry, factory=quick))
 
 
 def _schedule_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -215,40 +277,116 @@ def _schedule_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
 
     from optforge.scheduler import build_scheduler
 
-    if document.get("schedule") is None:
-        return []
-    stand_in = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = document.get("schedule")
+    if schedule is None or _per_group_schedules(schedule, ()):
+        return []  # a schedule per group needs the groups
+    sgd = _unguarded(torch.optim.SGD) or torch.optim.SGD
+    stand_in = sgd([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     try:
-        build_scheduler(stand_in, document["schedule"], path="schedule")
+        build_scheduler(stand_in, schedule, path="schedule")
     except ConfigError as error:
         return error.problems
     return []
 
 
-def _check(config: Any, model: Any) -> tuple[list[tuple[str, str]], str]:
-    """Every problem of ``config`` built over ``model``, and the stage that found them: load, spec or build."""
-    import torch
+def _unbuilt_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every problem of ``document`` that shows without a model: its sections, rules, selectors and schedules."""
+    from optforge.builder import resolve
+    from optforge.composite import check_parts, composite_document
+    from optforge.scheduler import check_schedule_section
 
-    from optforge.builder import build, resolve_optimizer_spec
+    try:
+        composite = composite_document(document)
+    except ConfigError as error:
+        return error.problems
+    names: list[str] | None = None
+    if composite is None:
+        try:
+            resolve(document)
+            problems = []
+        except ConfigError as error:
+            problems = [*error.problems, *(p for p in _schedule_problems(document) if p not in error.problems)]
+    else:
+        problems = check_parts(composite["optimizer"], document=composite)
+        parts = [part for part in composite["optimizer"] if isinstance(part, Mapping)]
+        names = [str(part.get("part") or part.get("name", "")).lower() for part in parts]
+        try:
+            check_schedule_section(composite.get("schedule"), path="schedule")
+        except ConfigError as error:
+            problems += [problem for problem in error.problems if problem not in problems]
+    schedules = _group_schedule_problems(document.get("schedule"), names)
+    return [*problems, *(problem for problem in schedules if problem not in problems)]
+
+
+def _group_schedule_problems(schedule: Any, parts: Sequence[str] | None) -> list[tuple[str, str]]:
+    """The problems of a schedule keyed by group names that show without the groups: each entry is a
+    schedule of its own; in a composite (``parts``: its part names, which a key may be), a key that is no
+    part's and no group's (``part/group``) but reads as a misspelt schedule name is one, as building says.
+    """
+    from optforge.errors import format_path, suggest, unknown_choice
+    from optforge.lr_schedulers import is_named_section
+    from optforge.scheduler import HYPERPARAMETERS, SCHEDULE_KEYS
+    from optforge.schedules import LearningRate, parse_schedule
+
+    if not isinstance(schedule, Mapping) or is_named_section(schedule):
+        return []
+    if any(key in SCHEDULE_KEYS for key in schedule):
+        entries = [(format_path("schedule", key), schedule[key]) for key in ("lr", *HYPERPARAMETERS) if key in schedule]
+    else:
+        entries = [("schedule", schedule)]
+    problems: list[tuple[str, str]] = []
+    for where, entry in entries:
+        if not isinstance(entry, Mapping) or set(entry) & set(LearningRate.model_fields):
+            continue  # a number, or one schedule for every group: checked with the section
+        for key, value in entry.items():
+            path = format_path(where, str(key))
+            # A group of a model may have any name (no_decay reads like linear_decay); a composite's are part/group.
+            misspelt = bool(suggest(str(key), LearningRate.model_fields)) and key not in (parts or ())
+            try:
+                if misspelt and parts is not None and "/" not in str(key):
+                    raise unknown_choice(path, key, LearningRate.model_fields, what="schedule")
+                if isinstance(value, Mapping) and not misspelt:
+                    parse_schedule(value, path)
+            except ConfigError as error:
+                problems += error.problems
+    return problems
+
+
+def _build(model: Any, document: dict[str, Any]) -> None:
+    """Build ``document`` over ``model`` as :func:`optforge.build` does; a flat optimizer by :func:`_unguarded`."""
+    from optforge.builder import build, build_spec, resolve
+    from optforge.composite import composite_document
+
+    if composite_document(document) is not None:
+        build(model, document)
+        return
+    spec = resolve(document).spec
+    assert spec is not None  # a list of parts is a composite, built above
+    build_spec(model, _unguarded_spec(spec))
+
+
+def _check(config: Any, model: Any) -> tuple[list[tuple[str, str]], str]:
+    """Every problem of ``config`` built over ``model``, and the stage that found them: load, spec or build.
+
+    Problems that show without a model are found first (stage spec); only a
+    config free of them is built (stage build), over the stand-in when ``model``
+    is ``None``, except a composite: without a model, its parts are checked as written.
+    """
     from optforge.config_source import load_config
 
     try:
         document = load_config(config)
     except ConfigError as error:
         return error.problems, "load"
-    from optforge.composite import check_parts, composite_document
+    problems = _unbuilt_problems(document)
+    if problems:
+        return problems, "spec"
+    from optforge.composite import composite_document
 
+    if model is None and composite_document(document) is not None:
+        return [], "spec"  # its selectors pick parameters of the model: without one, checked as written
     try:
-        composite = composite_document(document)
-        if composite is not None and model is None:  # selectors and schedules by group need the model
-            return check_parts(composite["optimizer"], document=composite), "spec"
-        if composite is None:
-            resolve_optimizer_spec(document)
-    except ConfigError as error:
-        schedule = [problem for problem in _schedule_problems(document) if problem not in error.problems]
-        return [*error.problems, *schedule], "spec"
-    try:
-        build(model if model is not None else torch.nn.Linear(1, 1), document)
+        _build(model if model is not None else _stand_in(), document)
     except ConfigError as error:
         return error.problems, "build"
     return [], "build"
@@ -258,7 +396,10 @@ def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
     """Every problem of ``config`` as ``(path, message)``; empty when it builds.
 
     The config is built over ``model`` (a one-layer stand-in when omitted), which
-    checks everything, param-group rules and per-group schedules included. When
+    checks everything, param-group rules and per-group schedules included; a
+    composite's parts, whose ``params:`` selectors pick the model's parameters, are
+    checked as written when ``model`` is omitted (``optforge validate`` builds them
+    on the stand-in and says so). When
     the optimizer section is broken, the schedule is also checked on its own, so
     a config with problems in both reports both.
 
@@ -271,44 +412,131 @@ def validate_config(config: Any, model: Any = None) -> list[tuple[str, str]]:
 
 # Keys of the recap form that place parameters in task towers, at the top level or in the optimizer section.
 TOWER_KEYS = ("multi_task_learning_rates",)
+# The keys that pick parameters by name (or shape), as messages call them.
+_PICKERS = {
+    "param_groups": "param_groups rules",
+    "no_weight_decay": "no_weight_decay patterns",
+    "layer_decay": "layer_decay",
+    "group": "group patterns",
+    "params": "parts' params: selectors",
+    **dict.fromkeys(TOWER_KEYS, "multi_task_learning_rates towers"),
+}
 
 
-def needs_model(document: Mapping[str, Any]) -> bool:
-    """Whether ``document`` has parts that match parameter names: rules, layer decay, towers, per-group schedules.
+def _per_group_schedules(schedule: Any, parts: Sequence[str]) -> bool:
+    """Whether a ``schedule:`` section holds schedules keyed by param group names (other than part names).
 
-    Example:
-        >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"constant": 0.1}})
-        False
-        >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1, "layer_decay": 0.8}})
-        True
-        >>> needs_model({"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"name": "StepLR", "step_size": 5}})
-        False
+    A key that reads as a misspelt schedule name (``cosine_decy``) is no group:
+    building reports it as a schedule, whatever the model.
     """
+    from optforge.errors import suggest
     from optforge.lr_schedulers import is_named_section
-    from optforge.param_groups import OPTION_KEYS
     from optforge.scheduler import SCHEDULE_KEYS
     from optforge.schedules import LearningRate
 
-    section = document.get("optimizer", document)
-    sections = [document, section] if isinstance(section, Mapping) else [document]
-    if any(part.get(key) is not None for part in sections for key in (*OPTION_KEYS, *TOWER_KEYS)):
-        return True
-    schedule = document.get("schedule")
     if not isinstance(schedule, Mapping) or is_named_section(schedule):
         return False  # a scheduler by name drives every group alike
     full_form = any(key in SCHEDULE_KEYS for key in schedule)
-    parts = [schedule[key] for key in SCHEDULE_KEYS if key in schedule] if full_form else [schedule]
-    return any(isinstance(part, Mapping) and not set(part) & set(LearningRate.model_fields) for part in parts)
+    entries = [schedule[key] for key in SCHEDULE_KEYS if key in schedule] if full_form else [schedule]
+    for entry in entries:
+        if not isinstance(entry, Mapping) or set(entry) & set(LearningRate.model_fields):
+            continue  # a number, or one schedule for every group
+        if any(key not in parts and not suggest(str(key), LearningRate.model_fields) for key in entry):
+            return True
+    return False
 
 
-def _stand_in_note(used: str, document: Mapping[str, Any]) -> str:
-    """Why the stand-in model matters for ``document``, or ``""`` when it does not."""
-    if used != "stand-in" or not needs_model(document):
+def model_dependence(document: Mapping[str, Any]) -> str:
+    """What in ``document`` picks parameters by name (or shape), so that whether it works depends on
+    the model, as messages say it; ``""`` when nothing does.
+
+    Example:
+        >>> model_dependence({"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {"cosine_decy": {}}})
+        ''
+        >>> model_dependence({"optimizer": {"name": "SGD", "lr": 0.1, "layer_decay": 0.8}})
+        'its layer_decay'
+        >>> model_dependence({"optimizer": [{"name": "Muon", "params": {"ndim": 2}}, {"name": "AdamW"}],
+        ...                   "schedule": {"lr": {"muon": {"constant": 0.02}, "adamw/no_decay": {"constant": 0}}}})
+        "its parts' params: selectors and its schedule per param group"
+    """
+    section = document.get("optimizer", document)
+    parts = [part for part in section if isinstance(part, Mapping)] if isinstance(section, list) else []
+    sections = parts or ([section] if isinstance(section, Mapping) else [])
+    # The typed and recap forms hold the optimizer one level down ({adam: {...}}).
+    nested = [value for part in sections for value in part.values() if isinstance(value, Mapping)]
+    found = [
+        label
+        for key, label in _PICKERS.items()
+        if any(part.get(key) is not None for part in [document, *sections, *nested])
+    ]
+    names = [str(part.get("part") or part.get("name", "")).lower() for part in parts]
+    if _per_group_schedules(document.get("schedule"), names):
+        found.append("schedule per param group")
+    labels = ["its " + item for item in dict.fromkeys(found)]
+    return " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
+
+
+def _on_what(used: str, named: str | None, dependence: str, *, failed: bool = False) -> str:
+    """What a verdict was reached on, to end its line (``""`` where the model does not matter).
+
+    Example:
+        >>> _on_what("file", "optforge.demo:make_model", "")
+        'built on optforge.demo:make_model, the model the file names'
+    """
+    if used == "file":
+        return f"built on {named}, the model the file names"
+    if used == "--model":
+        return f"built on {named}"
+    if used != "stand-in" or not dependence:
         return ""
     return (
-        f"built on a one-layer stand-in model, {STAND_IN}: this config's param-group rules match parameter "
-        f"names, so pass your model with --model module:factory (the shipped examples use --model {EXAMPLE_MODEL})"
+        f"on a one-layer stand-in model, {STAND_IN}, "
+        + ("which may come from the stand-in: " if failed else "but ")
+        + f"{dependence} pick parameters by name, so whether the file works depends on the model: check it on "
+        "yours with --model module:factory, or name it in the file with a '# optforge: --model module:factory' "
+        f"header (the shipped examples use --model {EXAMPLE_MODEL})"
     )
+
+
+def _verdict(problems: Sequence[Any], on: str) -> str:
+    """``valid`` or ``N problems``, and what the verdict was reached on.
+
+    Example:
+        >>> _verdict([("optimizer.lr", "...")], "built on optforge.demo:make_model")
+        '1 problem, built on optforge.demo:make_model'
+    """
+    count = (f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")) if problems else "valid"
+    return count + ("" if not on else f" {on}" if on.startswith("on ") else f", {on}")
+
+
+def run_length(document: Mapping[str, Any]) -> int | None:
+    """The run's length in steps where the config gives it: the ``schedule:`` section's ``total_steps``, or
+    ``epochs`` times ``steps_per_epoch`` of a scheduler by name (OneCycleLR's); ``None`` otherwise.
+
+    Example:
+        >>> run_length({"schedule": {"total_steps": 500, "lr": {"constant": 0.1}}})
+        500
+        >>> run_length({"schedule": {"name": "OneCycleLR", "max_lr": 0.1, "epochs": 3, "steps_per_epoch": 40}})
+        120
+        >>> run_length({"schedule": {"cosine_decay": {"peak_value": 0.1, "decay_steps": 100}}}) is None
+        True
+    """
+    from optforge.lr_schedulers import is_named_section
+
+    schedule = document.get("schedule")
+    if not isinstance(schedule, Mapping):
+        return None
+    args = schedule.get("args")  # a template section holds the scheduler's arguments under args:
+    places = [schedule, *([args] if isinstance(args, Mapping) else [])]
+
+    def given(key: str) -> int | None:
+        values = [place.get(key) for place in places]
+        return next((v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0), None)
+
+    if given("total_steps"):
+        return given("total_steps")
+    epochs, per_epoch = given("epochs"), given("steps_per_epoch")
+    return epochs * per_epoch if epochs and per_epoch and is_named_section(schedule) else None
 
 
 def schedule_peak(schedule: Any, *, steps_per_epoch: int | None = None, total_steps: int | None = None) -> float:
@@ -483,9 +711,9 @@ def _builtin_entries(glob: str, optional: Sequence[str]) -> list[Any]:
 def validate(config: ConfigArgument, model: ModelOption = None) -> None:
     """Check a config (optimizer, schedule, param groups); print every error with its field path.
 
-    Exits with status 0 when the config builds, 1 otherwise. A file holding only a
-    schedule (a Hydra schedule/ fragment) is checked as a schedule. Warns when the
-    optimizer's lr differs from the peak of the schedule that overrides it.
+    Exits with status 0 when the config builds, 1 otherwise. Where the config picks parameters by name and
+    no model is given, the last line says so. A file holding only a schedule (a Hydra schedule/ fragment) is
+    checked as a schedule. Warns when the optimizer's lr differs from the peak of the schedule that overrides it.
     """
     from optforge.cli_files import read_config_file
 
@@ -493,21 +721,17 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
         file = read_config_file(config)
     except ConfigError as error:
         _fail(config, error.problems, [])
-    chosen, used = _model_for(model, file)
+    notes = [file.note] if file.note else []
     if file.kind == "template-schedulers":
         from optforge.cli_files import check_template_schedulers
 
-        problems, stage, used = check_template_schedulers(file.document), "build", "none"
+        problems, on = check_template_schedulers(file.document), ""
     else:
-        problems, stage = _check(file.document, None if used == "stand-in" else chosen)
-    notes = [file.note] if file.note else []
-    if used == "file":
-        notes.append(f"built on {file.model}, the model the file names")
-    if stage == "build" and (stand_in := _stand_in_note(used, file.document)):
-        notes.append(stand_in)
+        checked = _checked(config, model, file)
+        problems, on = checked.problems, checked.on
     if problems:
-        _fail(config, problems, notes)
-    _console().print(Text(f"{config}: valid", style="green"), soft_wrap=True)
+        _fail(config, problems, notes, on)
+    _console().print(Text(f"{config}: {_verdict([], on)}", style="green"), soft_wrap=True)
     for note in notes:
         _note(note)
     if not file.synthetic_optimizer:
@@ -517,43 +741,79 @@ def validate(config: ConfigArgument, model: ModelOption = None) -> None:
             console.print(_line(path, message, "yellow"), soft_wrap=True)
 
 
-def _fail(config: Path, problems: Sequence[tuple[str, str]], notes: Sequence[str]) -> NoReturn:
+def _fail(config: Path, problems: Sequence[tuple[str, str]], notes: Sequence[str], on: str = "") -> NoReturn:
     _report(problems, str(config))
-    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-    _console(stderr=True).print(_line(str(config), count, "red"), soft_wrap=True)
+    _console(stderr=True).print(_verdict_line(config, problems, on), soft_wrap=True)
     for note in notes:
         _note(note, stderr=True)
     raise typer.Exit(1)
 
 
-def _on_model(config: Path, model: str | None, action: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
-    """``action(document, model)`` for a config file, and the file; its problems end the command.
+@dataclasses.dataclass
+class _Checked:
+    """A config file checked on its model, as validate, plot and explain all check it.
 
-    When the optimizer section is sound, the problems may come from the stand-in model: the note says so.
+    Attributes:
+        file: The file, as read.
+        model: The model it was built on.
+        used: Where the model came from: ``"--model"``, ``"file"`` or ``"stand-in"``.
+        problems: Every problem found.
+        on: What the verdict was reached on, to end its line (see :func:`_on_what`).
     """
-    from optforge.builder import resolve_optimizer_spec
+
+    file: Any
+    model: Any
+    used: str
+    problems: list[tuple[str, str]]
+    on: str
+
+
+def _verdict_line(config: Path, problems: Sequence[Any], on: str) -> Text:
+    """The last line of a failed check: the file, its count of problems and what they were found on."""
+    return Text.assemble((clip(config, PATH_LIMIT), "cyan"), ": ", (_verdict(problems, on), "red"))
+
+
+def _checked(config: Path, option: str | None, file: Any = None) -> _Checked:
+    """Read ``config`` (unless ``file`` is the file, read), find its model and check it as validate does."""
     from optforge.cli_files import read_config_file
 
-    file = read_config_file(config)
-    chosen, used = _model_for(model, file)
-    try:
-        return action(file.document, chosen), file
-    except ConfigError as error:
-        _report(error.problems, str(config))
-        try:
-            resolve_optimizer_spec(file.document)
-        except ConfigError:
-            raise typer.Exit(1) from None
-        if note := _stand_in_note(used, file.document):
-            _note(note, stderr=True)
-        raise typer.Exit(1) from None
+    file = read_config_file(config) if file is None else file
+    chosen, used = _model_for(option, file)
+    problems, stage = _check(file.document, chosen)
+    dependence = model_dependence(file.document) if stage == "build" else ""
+    on = _on_what(used, option or file.model, dependence, failed=bool(problems)) if stage == "build" else ""
+    return _Checked(file, chosen, used, problems, on)
+
+
+def _on_model(config: Path, option: str | None) -> _Checked:
+    """The checked file for plot and explain; its problems end the command, as validate reports them.
+
+    Where the problems may come from the stand-in model, the last line says so, as validate's does.
+    """
+    checked = _checked(config, option)
+    if checked.problems:
+        _report(checked.problems, str(config))
+        if checked.used == "stand-in" and checked.on:
+            _console(stderr=True).print(_verdict_line(config, checked.problems, checked.on), soft_wrap=True)
+        raise typer.Exit(1)
+    return checked
 
 
 @app.command(cls=_Command)
 @_guarded
 def plot(
     config: ConfigArgument,
-    steps: Annotated[int, typer.Option("--steps", "-n", min=1, help="Number of optimizer steps to plot.")] = 1000,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            "-n",
+            min=1,
+            help="Number of optimizer steps to plot. Default: the run length the config gives "
+            "(the schedule's total_steps, or a scheduler's epochs x steps_per_epoch), else 1000.",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -580,11 +840,10 @@ def plot(
 
     values = _metric_values(metric)
     _require_plot_library("plotext" if output is None else "matplotlib")
-    trace, _ = _on_model(
-        config,
-        model,
-        lambda document, chosen: trace_schedule(document, steps, chosen, title=config.name, metric=values),
-    )
+    checked = _on_model(config, model)
+    length = run_length(checked.file.document) if steps is None else None
+    steps = steps or length or DEFAULT_PLOT_STEPS
+    trace = trace_schedule(checked.file.document, steps, checked.model, title=config.name, metric=values)
     console = _console()
     if output is None:
         size = shutil.get_terminal_size((100, 30))
@@ -592,6 +851,8 @@ def plot(
         typer.echo(drawing)
     else:
         console.print(f"wrote {plot_trace_png(trace, output)}")
+    if length is not None:
+        console.print(f"{steps:,} steps: the run length the config gives (--steps plots another number)")
     if trace.boundaries:
         console.print("boundaries at steps: " + ", ".join(map(str, trace.boundaries)))
     for name, values in [*(("lr of " + k, v) for k, v in trace.lrs.items()), *trace.others.items()]:
@@ -599,6 +860,8 @@ def plot(
             f"{name}: {values[0]:.3g} at step 0, min {min(values):.3g}, max {max(values):.3g}, "
             f"{values[-1]:.3g} at step {steps - 1}"
         )
+    if checked.used == "stand-in" and checked.on:
+        _note(checked.on)
 
 
 def _metric_values(text: str | None) -> list[float] | None:
@@ -620,7 +883,8 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
     """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
     from optforge.explain import _cell, explain
 
-    table, file = _on_model(config, model, lambda document, chosen: explain(chosen, document))
+    checked = _on_model(config, model)
+    table = explain(checked.model, checked.file.document)
     console = _console()
     for title, columns, rows in (
         ("parameters", table.columns, table.rows),
@@ -633,16 +897,18 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
             view.add_row(*(_cell(value) for value in row))
         console.print(view)
     totals = table.totals
+    model_name = {"--model": model, "file": checked.file.model}.get(
+        checked.used, f"a one-layer stand-in model, {STAND_IN}"
+    )
     console.print(
         f"{table.optimizer}: {totals['groups']} groups, {totals['tensors']} tensors, "
-        f"{totals['trainable']:,} trainable parameters, {totals['frozen']:,} frozen"
+        f"{totals['trainable']:,} trainable parameters, {totals['frozen']:,} frozen, on {model_name}"
+        + (", the model the file names" if checked.used == "file" else "")
     )
     if table.step_path:
         console.print(f"step path: {table.step_path}")
-    if model is None and file.model:
-        _note(f"on {file.model}, the model the file names")
-    elif model is None:
-        _note(f"on a one-layer stand-in model, {STAND_IN}: pass yours with --model module:factory")
+    if checked.used == "stand-in" and checked.on:
+        _note(checked.on)
 
 
 @app.command(cls=_Command)

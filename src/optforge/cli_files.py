@@ -5,7 +5,8 @@ what the command line needs to know about it:
 
 - a header comment ``# optforge: --model module:factory`` names the model the
   file's param-group rules are written for (a comment, so the file stays a
-  valid config for :func:`optforge.build`);
+  valid config for :func:`optforge.build`); a ``file.py:factory`` there, or a
+  module that is not installed, is found in the file's folder;
 - a file holding only a schedule (a Hydra ``schedule/`` fragment, say) is
   checked as the ``schedule:`` section of a config;
 - Hydra interpolations (``${optim.optimizer.lr}``) are resolved by composing
