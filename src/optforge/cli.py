@@ -324,20 +324,10 @@ def _group_schedule_problems(schedule: Any, parts: Sequence[str] | None) -> list
     part's and no group's (``part/group``) but reads as a misspelt schedule name is one, as building says.
     """
     from optforge.errors import format_path, suggest, unknown_choice
-    from optforge.lr_schedulers import is_named_section
-    from optforge.scheduler import HYPERPARAMETERS, SCHEDULE_KEYS
     from optforge.schedules import LearningRate, parse_schedule
 
-    if not isinstance(schedule, Mapping) or is_named_section(schedule):
-        return []
-    if any(key in SCHEDULE_KEYS for key in schedule):
-        entries = [(format_path("schedule", key), schedule[key]) for key in ("lr", *HYPERPARAMETERS) if key in schedule]
-    else:
-        entries = [("schedule", schedule)]
     problems: list[tuple[str, str]] = []
-    for where, entry in entries:
-        if not isinstance(entry, Mapping) or set(entry) & set(LearningRate.model_fields):
-            continue  # a number, or one schedule for every group: checked with the section
+    for where, entry in _per_group_entries(schedule):
         for key, value in entry.items():
             path = format_path(where, str(key))
             # A group of a model may have any name (no_decay reads like linear_decay); a composite's are part/group.
@@ -423,6 +413,27 @@ _PICKERS = {
 }
 
 
+def _per_group_entries(schedule: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """``(path, mapping)`` for each schedule of a closed-form section given by group (or part) name.
+
+    Example:
+        >>> _per_group_entries({"lr": {"head": 0.1, "body": 0.01}, "momentum": {"constant": 0.9}})
+        [('schedule.lr', {'head': 0.1, 'body': 0.01})]
+    """
+    from optforge.config import ClosedForm, PerGroup, read_schedule_section
+    from optforge.errors import format_path
+
+    section = read_schedule_section(schedule)
+    if not isinstance(section, ClosedForm):
+        return []  # none, or a scheduler by name, which drives every group alike
+    values = {"lr": section.lr, **section.hyperparameters}
+    return [
+        (format_path("schedule", name) if section.full_form else "schedule", value.schedules)
+        for name, value in values.items()
+        if isinstance(value, PerGroup) and isinstance(value.schedules, Mapping)
+    ]
+
+
 def _per_group_schedules(schedule: Any, parts: Sequence[str]) -> bool:
     """Whether a ``schedule:`` section holds schedules keyed by param group names (other than part names).
 
@@ -430,20 +441,13 @@ def _per_group_schedules(schedule: Any, parts: Sequence[str]) -> bool:
     building reports it as a schedule, whatever the model.
     """
     from optforge.errors import suggest
-    from optforge.lr_schedulers import is_named_section
-    from optforge.scheduler import SCHEDULE_KEYS
     from optforge.schedules import LearningRate
 
-    if not isinstance(schedule, Mapping) or is_named_section(schedule):
-        return False  # a scheduler by name drives every group alike
-    full_form = any(key in SCHEDULE_KEYS for key in schedule)
-    entries = [schedule[key] for key in SCHEDULE_KEYS if key in schedule] if full_form else [schedule]
-    for entry in entries:
-        if not isinstance(entry, Mapping) or set(entry) & set(LearningRate.model_fields):
-            continue  # a number, or one schedule for every group
-        if any(key not in parts and not suggest(str(key), LearningRate.model_fields) for key in entry):
-            return True
-    return False
+    return any(
+        key not in parts and not suggest(str(key), LearningRate.model_fields)
+        for _, entry in _per_group_entries(schedule)
+        for key in entry
+    )
 
 
 def model_dependence(document: Mapping[str, Any]) -> str:
@@ -521,7 +525,7 @@ def run_length(document: Mapping[str, Any]) -> int | None:
         >>> run_length({"schedule": {"cosine_decay": {"peak_value": 0.1, "decay_steps": 100}}}) is None
         True
     """
-    from optforge.lr_schedulers import is_named_section
+    from optforge.config import NamedScheduler, read_schedule_section
 
     schedule = document.get("schedule")
     if not isinstance(schedule, Mapping):
@@ -536,7 +540,8 @@ def run_length(document: Mapping[str, Any]) -> int | None:
     if given("total_steps"):
         return given("total_steps")
     epochs, per_epoch = given("epochs"), given("steps_per_epoch")
-    return epochs * per_epoch if epochs and per_epoch and is_named_section(schedule) else None
+    named = isinstance(read_schedule_section(schedule), NamedScheduler)
+    return epochs * per_epoch if epochs and per_epoch and named else None
 
 
 def schedule_peak(schedule: Any, *, steps_per_epoch: int | None = None, total_steps: int | None = None) -> float:
@@ -571,7 +576,7 @@ def lr_warnings(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         'optimizer.lr'
     """
     from optforge.builder import resolve_optimizer_spec
-    from optforge.scheduler import SCHEDULE_KEYS
+    from optforge.config import ClosedForm, OneSchedule, read_schedule_section
 
     try:
         spec = resolve_optimizer_spec(dict(document))
@@ -584,13 +589,11 @@ def lr_warnings(document: Mapping[str, Any]) -> list[tuple[str, str]]:
     lr = section.get("lr") if isinstance(section, Mapping) else None
     if not isinstance(lr, int | float) or isinstance(lr, bool):
         return []
-    schedule = spec.learning_rate if spec.learning_rate is not None else document.get("schedule")
-    context: dict[str, Any] = {}
-    if isinstance(schedule, Mapping) and any(key in SCHEDULE_KEYS for key in schedule):
-        context = {key: schedule.get(key) for key in ("steps_per_epoch", "total_steps")}
-        schedule = schedule.get("lr")
-    if schedule is None:
-        return []
+    section = read_schedule_section(spec.learning_rate if spec.learning_rate is not None else document.get("schedule"))
+    if not isinstance(section, ClosedForm) or not isinstance(section.lr, OneSchedule):
+        return []  # no schedule, one per group (each its own peak), or a scheduler by name
+    context = {"steps_per_epoch": section.steps_per_epoch, "total_steps": section.total_steps}
+    schedule = section.lr.value
     try:
         peak = (
             float(schedule)

@@ -157,14 +157,16 @@ def is_schedule_only(document: Mapping[str, Any]) -> bool:
         >>> is_schedule_only({"lr": {"constant": 0.1}, "total_steps": 100}), is_schedule_only({"lr": 0.1})
         (True, False)
     """
-    from optforge.scheduler import SCHEDULE_KEYS
+    from optforge.config import SCHEDULE_KEYS, ClosedForm, read_schedule_section
     from optforge.schedules import LearningRate
 
     if not document or not all(isinstance(key, str) for key in document):
         return False
     if set(document) <= set(LearningRate.model_fields):
         return True
-    return set(document) <= set(SCHEDULE_KEYS) and any(isinstance(value, Mapping) for value in document.values())
+    section = read_schedule_section(document)
+    full_form = isinstance(section, ClosedForm) and section.full_form and set(document) <= set(SCHEDULE_KEYS)
+    return full_form and any(isinstance(value, Mapping) for value in document.values())
 
 
 def _yaml_mapping(path: Path) -> Mapping[str, Any] | None:

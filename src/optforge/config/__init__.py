@@ -12,6 +12,7 @@ from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule, sanitize_task_name
 from optforge.config.schedule_section import (
     SCHEDULE_KEYS,
+    TEMPLATE_SCHEDULER_KEYS,
     ClosedForm,
     NamedScheduler,
     NoSchedule,
@@ -48,6 +49,7 @@ __all__ = [
     "DOCUMENT_KEYS",
     "SCHEDULE_KEYS",
     "SECTION_FORMS",
+    "TEMPLATE_SCHEDULER_KEYS",
     "TYPED_OPTIMIZERS",
     "AdagradConfig",
     "AdamConfig",
