@@ -20,71 +20,24 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from optforge._validation import parse_model
+from optforge.config.forms import SECTION_FORMS, parse_section
+from optforge.config.forms.recap import TOWERS_KEY
 from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates
 from optforge.config.schedule_section import ScheduleSection, read_schedule_section
-from optforge.config.sections import (
-    BUILD_OPTIONS,
-    TYPED_OPTIMIZERS,
-    OptimizerConfig,
-    RecapOptimizerConfig,
-    TemplateOptimizerConfig,
-)
+from optforge.config.section import OptimizerSection
 from optforge.config_source import load_config
-from optforge.errors import SYNONYMS, ConfigError, format_path, misspelling_of, truncate, unknown_choice
-from optforge.schedules import LearningRate
+from optforge.errors import SYNONYMS, format_path, misspelling_of, truncate, unknown_choice
 
-__all__ = ["DOCUMENT_KEYS", "SECTION_FORMS", "Document", "OptimizerSection", "parse_document"]
+__all__ = ["DOCUMENT_KEYS", "SECTION_FORMS", "TOWERS_KEY", "Document", "OptimizerSection", "parse_document"]
 
 # Top-level keys of a config document (the optimizer and what goes beside it).
 DOCUMENT_KEYS: tuple[str, ...] = ("optimizer", "schedule", "multi_task_learning_rates")
-TOWERS_KEY = "multi_task_learning_rates"
-
-
-@dataclass(frozen=True)
-class OptimizerSection:
-    """One optimizer section, whatever form it was written in.
-
-    Attributes:
-        form: ``"flat"``, ``"typed"``, ``"recap"`` or ``"template"``.
-        name: The registry name of the optimizer.
-        name_path: The config path of the field naming it.
-        path: The config path of the section, for messages about it as a whole.
-        hyperparameters: Keyword arguments for the optimizer, as written (not yet
-            checked against its signature).
-        hyperparameter_paths: For each hyperparameter, the path of the mapping that holds it.
-        options: The section's build options (:data:`~optforge.config.BUILD_OPTIONS`).
-        learning_rate: The section's own schedule (typed and recap forms).
-        towers: Task towers given inside the section, if any.
-        template: The template form's model (its ``group`` and ``checkpoint``).
-        groups_as_written: The parameters are grouped as the form's own system groups them (the
-            template's ``group`` substrings, the recommender's towers): no presets, no merging.
-        lr_from_schedule: The constructor's ``lr`` is the section's schedule at step 0.
-        schedule_key: The name the scheduler gives the section's own schedule over one group
-            (the recommender's ``LRShim`` keys it ``ALL_PARAMS``); ``None`` for a section whose
-            groups are named by their labels.
-        origin: How explanations name where the groups came from (``"template form"``).
-    """
-
-    form: str
-    name: str
-    name_path: str
-    path: str
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    hyperparameter_paths: Mapping[str, str] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    learning_rate: LearningRate | None = None
-    towers: MultiTaskLearningRates | None = None
-    template: TemplateOptimizerConfig | None = None
-    groups_as_written: bool = False
-    lr_from_schedule: bool = False
-    schedule_key: str | None = None
-    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,109 +67,6 @@ class Document:
         return read_schedule_section(self.schedule)
 
 
-def _flat(section: Mapping[str, Any], path: str) -> OptimizerSection:
-    section = dict(section)
-    name = section.pop("name")  # the registry checks it
-    options = {key: section.pop(key) for key in list(section) if key in BUILD_OPTIONS}
-    for key in section:
-        if not isinstance(key, str):
-            raise ConfigError(f"hyperparameter names must be strings, got {key!r}", path=path)
-    return OptimizerSection(
-        "flat", name, format_path(path, "name"), path, section, dict.fromkeys(section, path), options
-    )
-
-
-def _one_mapping(form: str, name: str, where: str, values: dict[str, Any], **fields: Any) -> OptimizerSection:
-    """A section whose hyperparameters all sit in one mapping at ``where``."""
-    return OptimizerSection(form, name, where, where, values, dict.fromkeys(values, where), **fields)
-
-
-def _typed(section: Mapping[str, Any], path: str) -> OptimizerSection:
-    model = parse_model(OptimizerConfig, section, path)
-    choice, sub = model.chosen()
-    return _one_mapping(
-        "typed",
-        TYPED_OPTIMIZERS[choice],
-        format_path(path, choice),
-        sub.model_dump(),
-        learning_rate=model.learning_rate,
-        towers=model.multi_task_learning_rates,
-        schedule_key="ALL_PARAMS",
-        origin="typed form",
-    )
-
-
-def _recap(section: Mapping[str, Any], path: str) -> OptimizerSection:
-    model = parse_model(RecapOptimizerConfig, section, path)
-    adam = model.adam
-    return _one_mapping(
-        "recap",
-        "Adam",
-        format_path(path, "adam"),
-        {"betas": (adam.beta_1, adam.beta_2), "eps": adam.epsilon, "maximize": False},
-        learning_rate=model.single_task_learning_rate,
-        towers=model.multi_task_learning_rates,
-        groups_as_written=True,
-        lr_from_schedule=True,
-        schedule_key="ALL_PARAMS",
-        origin="recap form",
-    )
-
-
-def _template(section: Mapping[str, Any], path: str) -> OptimizerSection:
-    model = parse_model(TemplateOptimizerConfig, section, path)
-    args = dict(model.args or {})
-    if "lr" in args:
-        raise ConfigError("lr is given twice: as the section's lr and in args; keep the section's", path=f"{path}.args")
-    values = {"lr": model.lr, **args}
-    paths = {"lr": path, **dict.fromkeys(args, format_path(path, "args"))}
-    return OptimizerSection(
-        "template",
-        model.class_name,
-        format_path(path, "class_name"),
-        path,
-        values,
-        paths,
-        template=model,
-        groups_as_written=True,
-        origin="template form",
-    )
-
-
-def _is_recap(section: Mapping[str, Any]) -> bool:
-    if "single_task_learning_rate" in section:
-        return True
-    if TOWERS_KEY not in section or "learning_rate" in section:
-        return False
-    adam = section.get("adam")
-    return (isinstance(adam, Mapping) and "lr" not in adam) or not any(key in section for key in TYPED_OPTIMIZERS)
-
-
-# The forms of an optimizer section, in the order they are recognised: (form, recognises it, parses it).
-SECTION_FORMS: tuple[tuple[str, Callable[[Mapping[str, Any]], bool], Callable[..., OptimizerSection]], ...] = (
-    ("template", lambda s: "class_name" in s, _template),
-    ("flat", lambda s: "name" in s, _flat),
-    ("recap", _is_recap, _recap),
-    ("typed", lambda s: any(key in s for key in (*TYPED_OPTIMIZERS, "learning_rate")), _typed),
-)
-
-
-def _section(section: Any, path: str) -> OptimizerSection:
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"expected a mapping, got {type(section).__name__} {section!r}", path=path)
-    for _form, recognises, parse in SECTION_FORMS:
-        if recognises(section):
-            return parse(section, path)
-    keys = ", ".join(sorted(map(str, section)))
-    raise ConfigError(
-        "an optimizer config needs a 'name' (flat form, e.g. {name: AdamW, lr: 0.001}), "
-        f"exactly one of {', '.join(TYPED_OPTIMIZERS)} (typed form), a 'class_name' (template form: "
-        "{name, class_name, lr, args, group, checkpoint}) or adam with single_task_learning_rate or "
-        f"multi_task_learning_rates; got keys [{keys}]",
-        path=path,
-    )
-
-
 def _towers(raw: Any, path: str) -> MultiTaskLearningRates | None:
     return None if raw is None else parse_model(MultiTaskLearningRates, raw, path)
 
@@ -241,7 +91,8 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
         section, schedule, towers_raw = data["optimizer"], data.get("schedule"), data.get(TOWERS_KEY)
     else:
         section, schedule, towers_raw = data, None, None
-        misspelt = {key: _top_level_key_meant(key) for key in data if not any(r(data) for _, r, _ in SECTION_FORMS)}
+        recognised = any(form.recognises(data) for form in SECTION_FORMS)
+        misspelt = {key: _top_level_key_meant(key) for key in data if not recognised}
         if any(misspelt.values()):  # ``optimiser:`` or ``scheduler:``, and no ``optimizer:``
             for key, meant in misspelt.items():
                 if meant:
@@ -254,7 +105,7 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
         parts = tuple(section)  # a composite optimizer: optforge.composite reads its parts
     else:
         with problems.collect():
-            optimizer = _section(section, "optimizer")
+            optimizer = parse_section(section, "optimizer")
     if optimizer is not None and optimizer.towers is not None:
         if towers is not None:
             problems.add(
