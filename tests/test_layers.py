@@ -40,3 +40,26 @@ def test_only_the_config_package_knows_which_form_a_config_was_written_in() -> N
                 if any(value in FORM_NAMES for value in constants):
                     offenders.append(f"{path.name}:{node.lineno}: compares with a form name")
     assert offenders == []
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """``from optforge.x import _y`` only for a package's own private submodules (``optimizers._fused``)."""
+    import ast
+    import importlib.util
+
+    src = ROOT / "src"
+    offenders = []
+    for path in sorted((src / "optforge").rglob("*.py")):
+        module = ".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("optforge")):
+                continue
+            for alias in node.names:
+                if not alias.name.startswith("_") or alias.name.startswith("__"):
+                    continue  # public, or a dunder such as __version__
+                submodule = f"{node.module}.{alias.name}"
+                own_submodule = node.module == package and importlib.util.find_spec(submodule) is not None
+                if not own_submodule:
+                    offenders.append(f"{module}:{node.lineno}: from {node.module} import {alias.name}")
+    assert offenders == []

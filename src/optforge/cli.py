@@ -884,7 +884,7 @@ def _metric_values(text: str | None) -> list[float] | None:
 @_guarded
 def explain(config: ConfigArgument, model: ModelOption = None) -> None:
     """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
-    from optforge.explain import _cell, explain
+    from optforge.explain import explain, table_cell
 
     checked = _on_model(config, model)
     table = explain(checked.model, checked.file.document)
@@ -897,7 +897,7 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
         for column in columns:
             view.add_column(column, justify="right" if column in ("numel", "tensors") else "left")
         for row in rows:
-            view.add_row(*(_cell(value) for value in row))
+            view.add_row(*(table_cell(value) for value in row))
         console.print(view)
     totals = table.totals
     model_name = {"--model": model, "file": checked.file.model}.get(

@@ -41,12 +41,21 @@ from optforge.config.document import TOWERS_KEY
 from optforge.config_source import read_config
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.optimizers.composite import CompositeOptimizer
-from optforge.param_groups import GroupPlan, ParamInfo, Placement, param_infos, plan_param_groups, uses_rules
-from optforge.param_groups.layer_decay import BLOCK_CONTAINERS
-from optforge.param_groups.plan import _effective_defaults
-from optforge.param_groups.selectors import Rule as _Rule
-from optforge.param_groups.selectors import _check_module_types, _patterns, _rule_matches_nothing
-from optforge.param_groups.selectors import rule_matches as _rule_matches
+from optforge.param_groups import (
+    BLOCK_CONTAINERS,
+    GroupPlan,
+    ParamInfo,
+    Placement,
+    Rule,
+    check_module_types,
+    compile_patterns,
+    effective_defaults,
+    param_infos,
+    plan_param_groups,
+    rule_matches,
+    rule_matches_nothing,
+    uses_rules,
+)
 
 if TYPE_CHECKING:
     from optforge.spec import OptimizerSpec
@@ -192,7 +201,7 @@ def _part_problems(spec: OptimizerSpec, where: str) -> list[tuple[str, str]]:
     return problems
 
 
-def _selector(raw: Any, index: int, where: str) -> _Rule:
+def _selector(raw: Any, index: int, where: str) -> Rule:
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"expected a mapping of {', '.join(SELECTOR_KEYS)}, got {type(raw).__name__} {raw!r}", path=where
@@ -203,8 +212,8 @@ def _selector(raw: Any, index: int, where: str) -> _Rule:
     config = parse_model(ParamGroupRule, dict(raw), where)
     if config.match is None and config.module_type is None and config.ndim is None:
         raise ConfigError("a params selector needs match, module_type or ndim", path=where)
-    patterns = () if config.match is None else _patterns(config.match, config.regex, format_path(where, "match"))
-    return _Rule(index, where, config, {}, patterns)
+    patterns = () if config.match is None else compile_patterns(config.match, config.regex, format_path(where, "match"))
+    return Rule(index, where, config, {}, patterns)
 
 
 def _inputs(model_or_params: Any, path: str) -> tuple[list[ParamInfo], nn.Module | None, bool]:
@@ -241,7 +250,7 @@ def _listed(infos: Sequence[ParamInfo], limit: int = 6) -> str:
 
 
 def _place(
-    rules: list[_Rule | None], broken: set[int], trainable: list[ParamInfo], path: str
+    rules: list[Rule | None], broken: set[int], trainable: list[ParamInfo], path: str
 ) -> tuple[list[list[ParamInfo]], list[tuple[str, str]]]:
     """The parameters each part takes (first part wins), and the problems of the placement.
 
@@ -265,10 +274,10 @@ def _place(
                     )
                 )
         else:
-            matched = [info for info in trainable if _rule_matches(rule, info)]
+            matched = [info for info in trainable if rule_matches(rule, info)]
             fresh = [info for info in matched if id(info.param) not in placed]
             if not matched:
-                err = _rule_matches_nothing(rule, trainable)
+                err = rule_matches_nothing(rule, trainable)
                 problems.append((err.path, f"selects no trainable parameter: {err.problems[0][1]}"))
             elif not fresh:
                 earlier = sorted({format_path(path, placed[id(info.param)]) for info in matched})
@@ -348,7 +357,7 @@ def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
     """Fill in the part's groups and placements; the problems found."""
     spec, problems = part.spec, []
     taken = {id(info.param) for info in part.infos}
-    part.defaults = _effective_defaults(spec)
+    part.defaults = effective_defaults(spec)
     if model is not None and uses_rules(model, spec):
         plan: GroupPlan = plan_param_groups(model, spec)
         for group in plan.groups:
@@ -390,7 +399,7 @@ class _Parsed:
     """The parts of a list, read: each spec, selector and name, and the problems found."""
 
     specs: list[OptimizerSpec | None] = field(default_factory=list)
-    rules: list[_Rule | None] = field(default_factory=list)
+    rules: list[Rule | None] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     broken: set[int] = field(default_factory=set)  # parts whose selector could not be read
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -447,7 +456,7 @@ def _parse_parts(
     return parsed
 
 
-def _check_selector(rule: _Rule, where: str, infos: list[ParamInfo], model: nn.Module | None, named: bool) -> None:
+def _check_selector(rule: Rule, where: str, infos: list[ParamInfo], model: nn.Module | None, named: bool) -> None:
     if rule.config.match is not None and not named:
         raise ConfigError(
             "match needs parameter names: pass the model or model.named_parameters()",
@@ -458,7 +467,7 @@ def _check_selector(rule: _Rule, where: str, infos: list[ParamInfo], model: nn.M
             raise ConfigError(
                 "module_type needs the model (an nn.Module)", path=format_path(where, "params", "module_type")
             )
-        _check_module_types([rule], infos, model)
+        check_module_types([rule], infos, model)
 
 
 def _check_list(parts: Any, path: str) -> None:

@@ -40,7 +40,7 @@ __all__ = ["ParamTable", "explain"]
 _NUMERIC = frozenset({"numel", "tensors"})
 
 
-def _cell(value: Any) -> str:
+def table_cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -49,7 +49,7 @@ def _cell(value: Any) -> str:
 
 
 def _text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[_cell(value) for value in row] for row in rows]
+    cells = [[table_cell(value) for value in row] for row in rows]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
 
     def line(values: Sequence[str]) -> str:

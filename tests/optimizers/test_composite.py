@@ -811,7 +811,7 @@ SELECTORS = [
 def test_every_parameter_lands_in_the_first_part_that_selects_it(chosen: list[int], rest: bool) -> None:
     from optforge.composite import plan_composite
     from optforge.param_groups import ParamGroupRule, Rule, param_infos, rule_matches
-    from optforge.param_groups.selectors import _patterns
+    from optforge.param_groups.selectors import compile_patterns
 
     model = lm()
     parts: list[dict[str, Any]] = [{"name": "SGD", "lr": 0.1, "params": SELECTORS[i]} for i in chosen]
@@ -821,7 +821,7 @@ def test_every_parameter_lands_in_the_first_part_that_selects_it(chosen: list[in
     rules = []
     for i in chosen:
         config = ParamGroupRule(**SELECTORS[i])
-        patterns = () if config.match is None else _patterns(config.match, config.regex, "x")
+        patterns = () if config.match is None else compile_patterns(config.match, config.regex, "x")
         rules.append(Rule(0, "x", config, {}, patterns))
     want: dict[int, int] = {}  # parameter -> index of its part
     fresh_per_part = [0] * len(parts)

@@ -38,6 +38,7 @@ from optforge.param_groups.plan import (
     OPTION_KEYS,
     GroupPlan,
     Placement,
+    effective_defaults,
     form_groups,
     group_schedules,
     make_param_groups,
@@ -47,9 +48,12 @@ from optforge.param_groups.plan import (
 )
 from optforge.param_groups.selectors import (
     Rule,
+    check_module_types,
+    compile_patterns,
     parse_rules,
     place_rules,
     rule_matches,
+    rule_matches_nothing,
 )
 from optforge.param_groups.template import template_groups
 from optforge.param_groups.towers import place_towers, tower_groups
@@ -57,15 +61,6 @@ from optforge.param_groups.weight_decay import (
     EMBEDDING_TYPES,
     NO_WEIGHT_DECAY_PRESETS,
     NORM_TYPES,
-)
-
-# The names these functions had when param groups were one module.
-_Rule, _parse_rules, _place_rules, _rule_matches, _place_towers = (
-    Rule,
-    parse_rules,
-    place_rules,
-    rule_matches,
-    place_towers,
 )
 
 __all__ = [
@@ -82,6 +77,9 @@ __all__ = [
     "ParamInfo",
     "Placement",
     "Rule",
+    "check_module_types",
+    "compile_patterns",
+    "effective_defaults",
     "form_groups",
     "group_schedules",
     "make_param_groups",
@@ -92,6 +90,7 @@ __all__ = [
     "place_towers",
     "plan_param_groups",
     "rule_matches",
+    "rule_matches_nothing",
     "template_groups",
     "tower_groups",
     "uses_rules",

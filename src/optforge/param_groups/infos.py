@@ -65,7 +65,9 @@ def _close_names(value: str, infos: Sequence[ParamInfo], n: int = 3) -> list[str
     return difflib.get_close_matches(stripped, sorted(names | modules), n=n, cutoff=0.5)
 
 
-def _no_match(value: Any, infos: Sequence[ParamInfo], path: str, what: str = "matches no parameter") -> ConfigError:
+def no_match_error(
+    value: Any, infos: Sequence[ParamInfo], path: str, what: str = "matches no parameter"
+) -> ConfigError:
     message = f"{value!r} {what}"
     close = _close_names(str(value), infos)
     if close:

@@ -50,7 +50,7 @@ def _block_layers(model: nn.Module, infos: Sequence[ParamInfo]) -> tuple[dict[in
     return layers, top
 
 
-def _layers(
+def layer_decay_plan(
     decay: Any, model: nn.Module, infos: Sequence[ParamInfo], by_rule: Mapping[int, Rule], path: str
 ) -> tuple[float, dict[int, int], int] | None:
     """The decay rate, each parameter's layer id and the top id; ``None`` without layer decay."""

@@ -13,11 +13,11 @@ from torch import nn
 from optforge.config.rules import MultiTaskLearningRates
 from optforge.errors import ConfigError, format_path
 from optforge.param_groups.infos import ParamInfo, param_infos
-from optforge.param_groups.layer_decay import _layers
-from optforge.param_groups.selectors import Rule, _check_module_types, parse_rules, place_rules
+from optforge.param_groups.layer_decay import layer_decay_plan
+from optforge.param_groups.selectors import Rule, check_module_types, parse_rules, place_rules
 from optforge.param_groups.template import template_groups
 from optforge.param_groups.towers import place_towers, tower_groups
-from optforge.param_groups.weight_decay import _no_decay_config, _no_decay_reasons
+from optforge.param_groups.weight_decay import no_decay_config, no_decay_reasons
 from optforge.schedules import make_schedule
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class GroupPlan:
     defaults: dict[str, Any]
 
 
-def _effective_defaults(spec: OptimizerSpec) -> dict[str, Any]:
+def effective_defaults(spec: OptimizerSpec) -> dict[str, Any]:
     accepted, _ = spec.entry.hyperparameters()
     defaults = {name: p.default for name, p in accepted.items() if p.default is not inspect.Parameter.empty}
     return {**defaults, **spec.hyperparameters}
@@ -93,15 +93,15 @@ class _Context:
 
 def _context(model: nn.Module, spec: OptimizerSpec, infos: Sequence[ParamInfo]) -> _Context:
     options, path = spec.options, spec.path
-    defaults = _effective_defaults(spec)
+    defaults = effective_defaults(spec)
     rules = parse_rules(options, spec.entry, format_path(path, "param_groups"))
-    _check_module_types(rules, infos, model)
+    check_module_types(rules, infos, model)
     by_rule = place_rules(rules, infos)
-    no_decay = _no_decay_config(options.get("no_weight_decay"), spec, defaults, format_path(path, "no_weight_decay"))
-    exempt = _no_decay_reasons(no_decay, model, infos, format_path(path, "no_weight_decay"))
+    no_decay = no_decay_config(options.get("no_weight_decay"), spec, defaults, format_path(path, "no_weight_decay"))
+    exempt = no_decay_reasons(no_decay, model, infos, format_path(path, "no_weight_decay"))
     towers = spec.towers
     by_tower = place_towers(towers, infos, spec.towers_path) if towers is not None else {}
-    layers = _layers(options.get("layer_decay"), model, infos, by_rule, format_path(path, "layer_decay"))
+    layers = layer_decay_plan(options.get("layer_decay"), model, infos, by_rule, format_path(path, "layer_decay"))
     return _Context(defaults, by_rule, exempt, towers, by_tower, layers)
 
 
@@ -195,7 +195,7 @@ def _plan_from_groups(model: nn.Module, spec: OptimizerSpec, groups: list[dict[s
         group = by_param.get(id(info.param))
         reason = spec.origin if group is not None else "requires_grad=False"
         placements.append(Placement(info, group, [reason]))
-    return GroupPlan(named, placements, _effective_defaults(spec))
+    return GroupPlan(named, placements, effective_defaults(spec))
 
 
 def plan_param_groups(model: nn.Module, spec: OptimizerSpec) -> GroupPlan:

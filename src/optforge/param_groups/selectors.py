@@ -18,7 +18,7 @@ from optforge._validation import parse_model
 from optforge.config.rules import ParamGroupRule
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.hyperparameters import check_hyperparameters
-from optforge.param_groups.infos import ParamInfo, _no_match
+from optforge.param_groups.infos import ParamInfo, no_match_error
 from optforge.registry import OptimizerEntry
 
 __all__ = ["Rule", "parse_rules", "place_rules", "rule_matches"]
@@ -33,7 +33,7 @@ class Rule:
     patterns: tuple[Callable[[str], bool], ...]
 
 
-def _glob(pattern: str) -> Callable[[str], bool]:
+def glob_pattern(pattern: str) -> Callable[[str], bool]:
     """A matcher for a name or any of its leading dotted parts (so ``head`` matches ``head.fc.weight``)."""
     regex = re.compile(fnmatch.translate(pattern))
 
@@ -48,7 +48,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _patterns(values: Any, regex: bool, path: str) -> tuple[Callable[[str], bool], ...]:
+def compile_patterns(values: Any, regex: bool, path: str) -> tuple[Callable[[str], bool], ...]:
     values = _as_list(values)
     if not values:
         raise ConfigError("needs at least one pattern", path=path)
@@ -60,7 +60,7 @@ def _patterns(values: Any, regex: bool, path: str) -> tuple[Callable[[str], bool
             except re.error as exc:
                 raise ConfigError(f"invalid regex {value!r}: {exc}", path=path) from None
         else:
-            matchers.append(_glob(value))
+            matchers.append(glob_pattern(value))
     return tuple(matchers)
 
 
@@ -94,7 +94,9 @@ def parse_rules(options: Mapping[str, Any], entry: OptimizerEntry, path: str) ->
             raise ConfigError("a frozen rule leaves its parameters out and takes no settings", path=where)
         if config.layer is not None and options.get("layer_decay") is None:
             raise ConfigError("layer is only used with layer_decay, which is not set", path=format_path(where, "layer"))
-        patterns = () if config.match is None else _patterns(config.match, config.regex, format_path(where, "match"))
+        patterns = (
+            () if config.match is None else compile_patterns(config.match, config.regex, format_path(where, "match"))
+        )
         rules.append(Rule(index, where, config, hyperparameters, patterns))
     return rules
 
@@ -103,7 +105,7 @@ def _type_names(owners: Iterable[type]) -> set[str]:
     return {klass.__name__ for owner in owners for klass in owner.__mro__}
 
 
-def _check_module_types(rules: Sequence[Rule], infos: Sequence[ParamInfo], model: nn.Module) -> None:
+def check_module_types(rules: Sequence[Rule], infos: Sequence[ParamInfo], model: nn.Module) -> None:
     in_model = _type_names(type(m) for m in model.modules())
     known = in_model | {name for name in dir(nn) if isinstance(getattr(nn, name), type)}
     for rule in rules:
@@ -125,12 +127,12 @@ def rule_matches(rule: Rule, info: ParamInfo) -> bool:
     return config.ndim is None or info.param.ndim in _as_list(config.ndim)
 
 
-def _rule_matches_nothing(rule: Rule, infos: Sequence[ParamInfo]) -> ConfigError:
+def rule_matches_nothing(rule: Rule, infos: Sequence[ParamInfo]) -> ConfigError:
     config = rule.config
     if config.match is not None:
         shown = config.match if isinstance(config.match, str) else ", ".join(config.match)
         extra = "" if config.module_type is None and config.ndim is None else " (with its other selectors)"
-        return _no_match(shown, infos, format_path(rule.path, "match"), f"matches no parameter{extra}")
+        return no_match_error(shown, infos, format_path(rule.path, "match"), f"matches no parameter{extra}")
     if config.module_type is not None:
         types = sorted(_type_names(t for info in infos for t in info.owners) - {"Module", "object"})
         return ConfigError(
@@ -149,7 +151,7 @@ def place_rules(rules: Sequence[Rule], infos: Sequence[ParamInfo]) -> dict[int, 
     for rule in rules:
         matched = [info for info in infos if rule_matches(rule, info)]
         if not matched:
-            raise _rule_matches_nothing(rule, infos)
+            raise rule_matches_nothing(rule, infos)
         fresh = [info for info in matched if id(info.param) not in placed]
         if not fresh:
             earlier = sorted({placed[id(info.param)].path for info in matched})

@@ -7,7 +7,7 @@ from typing import Any
 
 from optforge.config.rules import MultiTaskLearningRates, sanitize_task_name
 from optforge.errors import ConfigError, format_path
-from optforge.param_groups.infos import ParamInfo, _no_match
+from optforge.param_groups.infos import ParamInfo, no_match_error
 from optforge.schedules import LearningRate
 
 __all__ = ["place_towers", "tower_groups"]
@@ -24,7 +24,7 @@ def place_towers(towers: MultiTaskLearningRates, infos: Sequence[ParamInfo], pat
         keys = {f".{task}.", f".{sanitize_task_name(task)}."}
         hits = [info for info in infos if any(key in f".{alias}" for key in keys for alias in info.aliases)]
         if not hits:
-            raise _no_match(
+            raise no_match_error(
                 task,
                 infos,
                 where,

@@ -11,8 +11,8 @@ from torch import nn
 from optforge._validation import parse_model
 from optforge.config.rules import NoWeightDecay
 from optforge.errors import ConfigError, format_path
-from optforge.param_groups.infos import ParamInfo, _no_match
-from optforge.param_groups.selectors import _glob
+from optforge.param_groups.infos import ParamInfo, no_match_error
+from optforge.param_groups.selectors import glob_pattern
 
 if TYPE_CHECKING:
     from optforge.spec import OptimizerSpec
@@ -51,7 +51,7 @@ NO_WEIGHT_DECAY_PRESETS: Mapping[str, Callable[[ParamInfo], bool]] = {
 }
 
 
-def _no_decay_config(value: Any, spec: OptimizerSpec, defaults: Mapping[str, Any], path: str) -> NoWeightDecay | None:
+def no_decay_config(value: Any, spec: OptimizerSpec, defaults: Mapping[str, Any], path: str) -> NoWeightDecay | None:
     if value is None:
         return NoWeightDecay() if spec.entry.decoupled_weight_decay and "weight_decay" in defaults else None
     if value is False:
@@ -61,7 +61,7 @@ def _no_decay_config(value: Any, spec: OptimizerSpec, defaults: Mapping[str, Any
     return NoWeightDecay() if value is True else parse_model(NoWeightDecay, value, path)
 
 
-def _no_decay_reasons(
+def no_decay_reasons(
     config: NoWeightDecay | None, model: nn.Module, infos: Sequence[ParamInfo], path: str
 ) -> dict[int, str]:
     """Why each exempt parameter (by ``id``) gets no weight decay."""
@@ -73,10 +73,10 @@ def _no_decay_reasons(
     if config.model and callable(from_model):
         named += [(name, None) for name in from_model()]
     for pattern, where in named:
-        matcher = _glob(pattern)
+        matcher = glob_pattern(pattern)
         hits = [info for info in infos if any(matcher(alias) for alias in info.aliases)]
         if not hits and where is not None:
-            raise _no_match(pattern, infos, where)
+            raise no_match_error(pattern, infos, where)
         for info in hits:
             reasons.setdefault(id(info.param), f"no_weight_decay: {pattern}")
     checks = [(key, check) for key, check in NO_WEIGHT_DECAY_PRESETS.items() if getattr(config, key)]
