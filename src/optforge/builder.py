@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
-from optforge.config import BUILD_OPTIONS, DOCUMENT_KEYS, ClosedForm, Problems, read_schedule_section
+from optforge.composite import build_composite, build_composite_and_scheduler, composite_document
+from optforge.around_step import attach
+from optforge.config import (
+    BUILD_OPTIONS,
+    DOCUMENT_KEYS,
+    AroundStep,
+    ClosedForm,
+    Problems,
+    read_around_step,
+    read_schedule_section,
+)
 from optforge.config_source import read_config
-from optforge.errors import ConfigError, format_path, misspelling_of
-from optforge.hyperparameters import check_hyperparameters
-from optforge.param_groups import form_groups, group_schedules, param_groups_for, parse_rules
+from optforge.construct import build_from_spec
+from optforge.errors import format_path
+from optforge.param_groups import group_schedules, parse_rules
 from optforge.scheduler import LRShim, build_scheduler, check_schedule_section
-from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
 __all__ = [
@@ -66,156 +73,6 @@ def resolve(config: Any) -> ResolvedDocument:
         check_schedule_section(resolved.document.schedule, path="schedule")
     problems.raise_if_any()
     return resolved
-
-
-def _trainable(tensors: Iterable[Any], path: str) -> list[torch.Tensor]:
-    params = []
-    for index, tensor in enumerate(tensors):
-        if isinstance(tensor, tuple) and len(tensor) == 2 and isinstance(tensor[0], str):
-            tensor = tensor[1]  # (name, parameter) pairs, as from named_parameters()
-        if not isinstance(tensor, torch.Tensor):
-            raise ConfigError(f"expected a tensor, got {type(tensor).__name__}", path=format_path(path, index))
-        if tensor.requires_grad:
-            params.append(tensor)
-    return params
-
-
-def collect_params(model_or_params: Any) -> list[dict[str, Any]] | list[torch.Tensor]:
-    """The trainable parameters (or groups) of a module, a tensor iterable or group dicts.
-
-    Parameters with ``requires_grad=False`` are left out; groups keep their own settings.
-
-    Raises:
-        ConfigError: when nothing trainable is left.
-    """
-    if isinstance(model_or_params, nn.Module):
-        params: list[Any] = [p for p in model_or_params.parameters() if p.requires_grad]
-    elif isinstance(model_or_params, torch.Tensor):
-        params = _trainable([model_or_params], "params")
-    else:
-        items = list(model_or_params)
-        if items and all(isinstance(item, Mapping) for item in items):
-            params = []
-            for index, group in enumerate(items):
-                if "params" not in group:
-                    raise ConfigError("a param group needs a 'params' key", path=f"param_groups[{index}]")
-                tensors = group["params"]
-                tensors = [tensors] if isinstance(tensors, torch.Tensor) else tensors
-                params.append({**group, "params": _trainable(tensors, f"param_groups[{index}].params")})
-            if not any(group["params"] for group in params):
-                params = []
-        else:
-            params = _trainable(items, "params")
-    if not params:
-        raise ConfigError(
-            "no trainable parameters: the model or parameter list is empty, or every parameter has requires_grad=False"
-        )
-    return params
-
-
-def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Validate the hyperparameters that explicit groups set, as the config's are.
-
-    Other keys are kept, as torch keeps them, unless one is a typo of a hyperparameter
-    (``lrr`` for ``lr``): that would be silently ignored, so it is an error.
-    """
-    checked = []
-    problems: list[tuple[str, str]] = []
-    accepted, _ = spec.entry.hyperparameters()
-    for index, group in enumerate(groups):
-        for key in group:
-            if key in accepted or key == "params" or not isinstance(key, str):
-                continue
-            meant = misspelling_of(key, accepted)
-            if meant is not None:
-                problems.append(
-                    (
-                        f"param_groups[{index}].{key}",
-                        f"not a hyperparameter of {spec.entry.name}; did you mean {meant!r}? A group keeps "
-                        "other keys as labels, but this one looks like a typo",
-                    )
-                )
-        settings = {key: value for key, value in group.items() if key in accepted}
-        try:
-            valid = check_hyperparameters(spec.entry, settings, f"param_groups[{index}]")
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        checked.append({**group, **valid})
-    if problems:
-        raise ConfigError.from_problems(problems)
-    return checked
-
-
-def _hyperparameters(spec: OptimizerSpec) -> dict[str, Any]:
-    """The keyword arguments of the constructor; a section whose lr comes from its schedule starts at step 0."""
-    if spec.lr_from_schedule and spec.learning_rate is not None:
-        return {**spec.hyperparameters, "lr": make_schedule(spec.learning_rate)(0)}
-    return dict(spec.hyperparameters)
-
-
-def _load_optimizer_checkpoint(optimizer: torch.optim.Optimizer, file: str, path: str) -> None:
-    """Load a saved optimizer state into a freshly built ``optimizer``; any failure is a ConfigError."""
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"optimizer checkpoint {file!r} does not exist", path=path) from None
-    except Exception as exc:  # a corrupt or foreign file: pickle, zip and torch errors alike
-        raise ConfigError(f"cannot read optimizer checkpoint {file!r}: {exc}", path=path) from None
-    if not isinstance(state, Mapping) or "state" not in state or "param_groups" not in state:
-        raise ConfigError(f"{file!r} holds no optimizer state dict (keys 'state' and 'param_groups')", path=path)
-    try:
-        optimizer.load_state_dict(state)
-    except Exception as exc:  # torch raises ValueError, KeyError or RuntimeError for a mismatched state
-        raise ConfigError(f"optimizer checkpoint {file!r} does not match the optimizer: {exc}", path=path) from None
-
-
-def _build_over_model(model: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """Build an entry whose constructor takes the model (``entry.takes``: LOMO, AdamMini) rather than parameters."""
-    name, takes = spec.entry.name, spec.entry.takes
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"{name} takes the model itself (its {takes.replace('_', ' ')}), not a list of parameters: "
-            f"pass the nn.Module; got {type(model).__name__}",
-            path=format_path(spec.path, "name"),
-        )
-    asked = [key for key, value in spec.options.items() if value not in (None, False)]
-    if asked or spec.towers is not None:
-        where = format_path(spec.path, asked[0]) if asked else spec.towers_path
-        raise ConfigError(f"{name} groups the model's parameters itself; remove this key", path=where)
-    target = model if takes == "module" else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    try:
-        return spec.entry.create(target, **spec.hyperparameters)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{name} rejected the config: {exc}", path=spec.path) from exc
-
-
-def build_from_spec(model_or_params: Any, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """Instantiate a validated spec over ``model_or_params``."""
-    if spec.entry.takes != "params":
-        return _build_over_model(model_or_params, spec)
-    if spec.groups_as_written:
-        params: Any = form_groups(model_or_params, spec)  # no presets, no merging: what those systems build
-    else:
-        params = param_groups_for(model_or_params, spec)  # groups made by rules, for a model
-    if params is None:
-        params = collect_params(model_or_params)
-        if params and isinstance(params[0], dict):
-            params = _check_groups(spec, params)
-    from optforge.composite import check_matrix_params
-    from optforge.distributed import zero_factory
-
-    check_matrix_params(model_or_params, params, spec)  # 2-D-only optimizers (Muon) over other shapes
-
-    create = zero_factory(spec)  # spec.entry.create, or a ZeRO wrap of it with zero: true
-    try:
-        optimizer = create(params, **_hyperparameters(spec))
-    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:  # what constructors raise for bad values
-        raise ConfigError(f"{spec.entry.name} rejected the config: {exc}", path=spec.path) from exc
-    section = spec.section
-    if section is not None and section.template is not None and section.template.checkpoint is not None:
-        _load_optimizer_checkpoint(optimizer, section.template.checkpoint, format_path(spec.path, "checkpoint"))
-    return optimizer
 
 
 def _shadow(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -252,16 +109,16 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
         >>> opt.defaults["nesterov"], opt.defaults["momentum"]
         (True, 0.9)
     """
-    from optforge.composite import build_composite, composite_document
 
     config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
-        return build_composite(model_or_params, document["optimizer"], document=document)
+        around = _composite_around_step(document)
+        return attach(build_composite(model_or_params, document["optimizer"], document=document), around, model_or_params)
     resolved = resolve(config)
     spec = resolved.spec
     assert spec is not None  # a list of parts is a composite, built above
-    optimizer = build_from_spec(model_or_params, spec)
+    optimizer = attach(build_from_spec(model_or_params, spec), resolved.document.around_step, model_or_params)
     if spec.schedule is not None:
         build_scheduler(_shadow(optimizer), spec.schedule, path="schedule")
         warnings.warn(
@@ -308,17 +165,27 @@ def build(
         >>> [round(lrs[step], 4) for step in (0, 50, 100)]
         [0.0, 0.05, 0.1]
     """
-    from optforge.composite import build_composite_and_scheduler, composite_document
 
     run = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
     config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
-        return build_composite_and_scheduler(model_or_params, document, **run)
-    resolved = resolve(config)
-    spec = resolved.spec
-    assert spec is not None  # a list of parts is a composite, built above
-    return build_spec(model_or_params, spec, **run)
+        around = _composite_around_step(document)
+        optimizer, scheduler = build_composite_and_scheduler(model_or_params, document, **run)
+    else:
+        resolved = resolve(config)
+        around = resolved.document.around_step
+        assert resolved.spec is not None  # a list of parts is a composite, built above
+        optimizer, scheduler = build_spec(model_or_params, resolved.spec, **run)
+    return attach(optimizer, around, model_or_params), scheduler
+
+
+def _composite_around_step(document: Mapping[str, Any]) -> AroundStep:
+    """The ``clip_grad:``, ``ema:`` and ``skip_nonfinite:`` of a composite's document."""
+    problems = Problems()
+    around = read_around_step(document, problems)
+    problems.raise_if_any()
+    return around
 
 
 def build_spec(

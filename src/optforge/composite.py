@@ -39,6 +39,7 @@ from optforge._validation import parse_model
 from optforge.config import ClosedForm, MultiTaskLearningRates, OneSchedule, ParamGroupRule, read_schedule_section
 from optforge.config.document import TOWERS_KEY
 from optforge.config_source import read_config
+from optforge.construct import build_from_spec, check_matrix_params, listed_params, matrix_problem
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.param_groups import (
@@ -240,15 +241,6 @@ def _inputs(model_or_params: Any, path: str) -> tuple[list[ParamInfo], nn.Module
     return list(infos.values()), None, named
 
 
-def _shape(param: torch.Tensor) -> str:
-    return "x".join(map(str, param.shape)) or "scalar"
-
-
-def _listed(infos: Sequence[ParamInfo], limit: int = 6) -> str:
-    shown = ", ".join(f"{info.name} ({_shape(info.param)})" for info in infos[:limit])
-    return shown + (f" and {len(infos) - limit} more" if len(infos) > limit else "")
-
-
 def _place(
     rules: list[Rule | None], broken: set[int], trainable: list[ParamInfo], path: str
 ) -> tuple[list[list[ParamInfo]], list[tuple[str, str]]]:
@@ -297,49 +289,11 @@ def _place(
         problems.append(
             (
                 path,
-                f"{len(left)} trainable parameter(s) are in no part: {_listed(left)}; end the list "
+                f"{len(left)} trainable parameter(s) are in no part: {listed_params(left)}; end the list "
                 "with a part without params: (e.g. {name: AdamW}) to take the rest",
             )
         )
     return taken, problems
-
-
-def _matrix_problem(name: str, bad: Sequence[ParamInfo], path: str, *, composite: bool) -> tuple[str, str]:
-    if composite:
-        advice = "narrow this part's params: with ndim: 2 and leave the others to a later part"
-    else:
-        advice = (
-            f"give it the 2-D weights and the rest to another optimizer in one composite: optimizer: "
-            f"[{{name: {name}, params: {{ndim: 2}}}}, {{name: AdamW}}] (optforge.muon_recipe "
-            "picks the hidden layers' weights)"
-        )
-    return path, f"{name} takes 2-D parameters only, but got {len(bad)} other(s): {_listed(bad)}; {advice}"
-
-
-def check_matrix_params(model_or_params: Any, params: Sequence[Any], spec: OptimizerSpec) -> None:
-    """Refuse a 2-D-only optimizer (``matrix_params_only``) over parameters of other shapes.
-
-    Raises:
-        ConfigError: naming the parameters of other shapes and suggesting the composite form.
-
-    Example:
-        >>> import torch
-        >>> from optforge.builder import resolve_optimizer_spec
-        >>> check_matrix_params(None, [torch.zeros(3)], resolve_optimizer_spec({"name": "Muon"}))
-        Traceback (most recent call last):
-        ...
-        optforge.errors.ConfigError: optimizer.name: Muon takes 2-D parameters only, but got 1 other(s): ...
-    """
-    if not spec.entry.matrix_params_only:
-        return
-    tensors = [p for item in params for p in (item["params"] if isinstance(item, Mapping) else [item])]
-    names = {}
-    if isinstance(model_or_params, nn.Module):
-        names = {id(p): name for name, p in model_or_params.named_parameters()}
-    bad = [ParamInfo(names.get(id(p), "a parameter"), (), p, ()) for p in tensors if p.ndim != 2]
-    if bad:
-        path, message = _matrix_problem(spec.entry.name, bad, format_path(spec.path, "name"), composite=False)
-        raise ConfigError(message, path=path)
 
 
 def _part_name(section: Mapping[str, Any], spec: OptimizerSpec | None, index: int, where: str) -> str:
@@ -390,7 +344,7 @@ def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
     if spec.entry.matrix_params_only:
         bad = [info for info in part.infos if info.param.ndim != 2]
         if bad:
-            problems.append(_matrix_problem(spec.entry.name, bad, format_path(part.path, "params"), composite=True))
+            problems.append(matrix_problem(spec.entry.name, bad, format_path(part.path, "params"), composite=True))
     return problems
 
 
@@ -555,7 +509,6 @@ def build_composite(
         >>> {name: type(part).__name__ for name, part in opt.parts.items()}
         {'sgd': 'SGD', 'adam': 'Adam'}
     """
-    from optforge.builder import build_from_spec
     from optforge.param_groups import OPTION_KEYS
 
     plans = plan_composite(model_or_params, parts, path=path, document=document)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from optforge._validation import parse_model
-from optforge.builder import build, build_from_spec, resolve
+from optforge.builder import build, resolve
 from optforge.config import (
     AdagradConfig,
     AdamConfig,
@@ -38,6 +38,7 @@ from optforge.config import (
     RecapOptimizerConfig,
     SgdConfig,
 )
+from optforge.construct import build_from_spec
 from optforge.errors import ConfigError
 from optforge.registry import get_optimizer_class as _registry_class
 from optforge.scheduler import LRShim
