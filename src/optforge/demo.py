@@ -26,7 +26,7 @@ from torch import nn
 from optforge.builder import build, resolve_optimizer_spec
 from optforge.config_source import load_config
 from optforge.errors import unknown_choice
-from optforge.registry import get_optimizer_entry
+from optforge.registry import get_optimizer_entry, has_train_eval_modes
 
 __all__ = [
     "DEFAULT_EXAMPLE",
@@ -200,7 +200,7 @@ def _train(
     optimizer, scheduler = build(model, config)
     batches = torch.Generator().manual_seed(seed + 1)
     # Schedule-Free optimizers hold the training point in train mode and the average in eval mode.
-    if callable(getattr(optimizer, "train", None)):
+    if has_train_eval_modes(optimizer):
         optimizer.train()
     losses: list[float] = []
     lrs: list[float] = []

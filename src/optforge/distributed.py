@@ -51,6 +51,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from optforge.errors import CheckpointError, ConfigError, format_path
+from optforge.registry import has_train_eval_modes
 
 if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
@@ -89,7 +90,7 @@ def zero_factory(spec: OptimizerSpec) -> Callable[..., Optimizer]:
         raise ConfigError(f"expected true or false, got {value!r}", path=path)
     if not value:
         return spec.entry.create
-    if _has_modes(spec.entry.resolve_class()):
+    if has_train_eval_modes(spec.entry):
         raise ConfigError(
             f"{spec.entry.name} is a Schedule-Free optimizer: its train()/eval() switch changes the "
             "parameters on the rank that owns their state only, so it cannot be wrapped in "
@@ -110,10 +111,6 @@ def zero_factory(spec: OptimizerSpec) -> Callable[..., Optimizer]:
     return create
 
 
-def _has_modes(optimizer: Any) -> bool:
-    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
-
-
 def is_schedule_free(optimizer: Any) -> bool:
     """Whether ``optimizer`` has Schedule-Free train/eval modes (ours or the ``schedulefree`` package's).
 
@@ -123,7 +120,7 @@ def is_schedule_free(optimizer: Any) -> bool:
         False
     """
     groups = getattr(optimizer, "param_groups", [])
-    return _has_modes(optimizer) and any("train_mode" in group for group in groups)
+    return has_train_eval_modes(optimizer) and any("train_mode" in group for group in groups)
 
 
 def schedule_free_training(optimizer: Any) -> bool:

@@ -4,12 +4,10 @@ Unknown names are errors naming the valid ones; lists become tuples where the
 optimizer expects tuples; values of the wrong type or out of range are errors
 with their config path, raised now rather than at the first ``step()``.
 
-One range table, :data:`RANGES`, serves every place a hyperparameter is set:
-the optimizer section, explicit param groups, param-group rules, ``lr_scale``
-and the scheduled values of :class:`~optforge.LRShim`. A second table,
-:data:`FIRST_STEP_RULES`, holds the values that an optimizer's constructor
-accepts but its first step (or the constructor itself, with another exception
-type) rejects.
+The ranges are :data:`optforge.ranges.RANGES` (re-exported here), shared with
+param groups, ``lr_scale`` and the scheduled values of :class:`~optforge.LRShim`.
+:data:`FIRST_STEP_RULES` holds the values that an optimizer's constructor accepts
+but its first step (or the constructor itself, with another exception type) rejects.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +23,8 @@ import pydantic
 import torch
 
 from optforge.errors import ConfigError, format_path, suggest, truncate
-from optforge.registry import OptimizerEntry
+from optforge.ranges import RANGES, Range, is_finite, is_number, value_problems
+from optforge.registry import OptimizerEntry, has_train_eval_modes
 
 __all__ = [
     "FIRST_STEP_RULES",
@@ -37,73 +35,8 @@ __all__ = [
     "value_problems",
 ]
 
-# The largest float32: accumulators created in the parameters' dtype overflow beyond it.
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # The largest whole number a hyperparameter that takes integers may be (a C ``int64``).
 INT_MAX = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Range:
-    """A closed or half-open interval that a finite hyperparameter value must lie in.
-
-    Example:
-        >>> Range(0.0, 1.0).problem(1.5)
-        'must be in [0, 1), got 1.5'
-        >>> Range(0.0).problem(float("inf"))
-        'must be a finite number, got inf'
-    """
-
-    low: float = 0.0
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = True
-    cap: float = math.inf  # beyond it the value cannot act on float32 tensors
-
-    def text(self) -> str:
-        """The interval as the messages write it: ``>= 0.0`` or ``in [0, 1)``."""
-        if self.high == math.inf:
-            return f"> {self.low!r}" if self.low_open else f">= {self.low!r}"
-        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"in {left}{self.low:g}, {self.high:g}{right}"
-
-    def problem(self, value: Any) -> str | None:
-        """Why ``value`` is out of range, or ``None``; values that are not numbers are not judged here."""
-        if not _is_number(value):
-            return None
-        if not _finite(value):
-            return f"must be a finite number, got {truncate(value)}"
-        if value > self.cap:
-            return f"must be at most {self.cap:.6g} (the largest float32), got {truncate(value)}"
-        too_low = value <= self.low if self.low_open else value < self.low
-        too_high = value >= self.high if self.high_open else value > self.high
-        if too_low or too_high:
-            return f"must be {self.text()}, got {truncate(value)}"
-        return None
-
-
-# Ranges by hyperparameter name, shared by every optimizer and by schedules of these
-# values; for a tuple value (betas) the range applies to each element.
-# A value >= 0 that multiplies tensors: torch refuses a scalar beyond the largest float32 for float32 tensors.
-_SCALE = Range(0.0, cap=FLOAT32_MAX)
-
-RANGES: Mapping[str, Range] = {
-    "lr": _SCALE,
-    "eps": _SCALE,
-    "weight_decay": _SCALE,
-    "momentum": _SCALE,
-    "dampening": _SCALE,
-    "lr_decay": _SCALE,
-    "initial_accumulator_value": _SCALE,
-    "alpha": _SCALE,
-    "lambd": _SCALE,
-    "betas": Range(0.0, 1.0),
-    "beta1": Range(0.0, 1.0),
-    "beta2": Range(0.0, 1.0),
-    "rho": Range(0.0, 1.0, high_open=False),
-    "lr_scale": _SCALE,
-    "layer_decay": Range(0.0, 1.0, low_open=True, high_open=False),
-}
 
 
 @dataclass(frozen=True)
@@ -111,20 +44,17 @@ class FirstStepRule:
     """A value that the optimizer's constructor accepts but its first step rejects.
 
     Attributes:
-        applies: Whether the rule concerns an optimizer class.
+        applies: Whether the rule concerns an optimizer, given its registry entry.
         check: Why a value is bad, or ``None``.
     """
 
-    applies: Callable[[type], bool]
+    applies: Callable[[OptimizerEntry], bool]
     check: Callable[[Any], str | None]
 
 
-def _is_lbfgs(cls: type) -> bool:
+def _is_lbfgs(entry: OptimizerEntry) -> bool:
+    cls = entry.resolve_class()
     return isinstance(cls, type) and issubclass(cls, torch.optim.LBFGS)
-
-
-def _is_schedule_free(cls: type) -> bool:
-    return "schedulefree" in getattr(cls, "__name__", "").lower()
 
 
 def _line_search(value: Any) -> str | None:
@@ -132,7 +62,7 @@ def _line_search(value: Any) -> str | None:
 
 
 def _history_size(value: Any) -> str | None:
-    return None if not _is_number(value) or value >= 1 else f"must be >= 1, got {truncate(value)}"
+    return None if not is_number(value) or value >= 1 else f"must be >= 1, got {truncate(value)}"
 
 
 # The largest Schedule-Free ``r``: the averaging weight (k + 1) ** r must stay a float for 10**15 steps.
@@ -140,7 +70,7 @@ MAX_SCHEDULE_FREE_R = 20.0
 
 
 def _schedule_free_r(value: Any) -> str | None:
-    if not _is_number(value) or (_finite(value) and 0 <= value <= MAX_SCHEDULE_FREE_R):
+    if not is_number(value) or (is_finite(value) and 0 <= value <= MAX_SCHEDULE_FREE_R):
         return None
     return (
         f"must be in [0, {MAX_SCHEDULE_FREE_R:g}], got {truncate(value)}: the averaging weight (step + 1) ** r "
@@ -152,19 +82,8 @@ def _schedule_free_r(value: Any) -> str | None:
 FIRST_STEP_RULES: Mapping[str, FirstStepRule] = {
     "line_search_fn": FirstStepRule(_is_lbfgs, _line_search),
     "history_size": FirstStepRule(_is_lbfgs, _history_size),
-    "r": FirstStepRule(_is_schedule_free, _schedule_free_r),
+    "r": FirstStepRule(has_train_eval_modes, _schedule_free_r),
 }
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
 
 
 def _number(value: Any, default: Any, path: str, annotation: str) -> Any:
@@ -178,18 +97,18 @@ def _number(value: Any, default: Any, path: str, annotation: str) -> Any:
             )
         _number(value.item(), default, path, annotation)
         return value  # used as given, as torch's constructors take it
-    if not _is_number(value):
+    if not is_number(value):
         raise ConfigError(f"expected a number, got {type(value).__name__} {truncate(value)}", path=path)
     whole_only = annotation and "float" not in annotation and "Tensor" not in annotation
     if isinstance(default, int) and whole_only:
         if isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"expected a whole number, got {value!r}", path=path)
-        if not _finite(value) or abs(value) > INT_MAX:
+        if not is_finite(value) or abs(value) > INT_MAX:
             raise ConfigError(f"expected a whole number of at most 2**63 - 1, got {truncate(value)}", path=path)
         return value
     if isinstance(value, float) and math.isnan(value):
         raise ConfigError("must be a number, got nan", path=path)
-    if not _finite(value) and _finite(default):
+    if not is_finite(value) and is_finite(default):
         raise ConfigError(f"must be a finite number, got {truncate(value)}", path=path)
     if isinstance(value, int) and abs(value) > INT_MAX:
         return float(value)  # torch takes Python ints as int64: a larger whole number goes as the float it is
@@ -212,32 +131,9 @@ def _convert(value: Any, default: Any, path: str, annotation: str = "") -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"expected true or false, got {truncate(value)}", path=path)
         return value
-    if _is_number(default):
+    if is_number(default):
         return _number(value, default, path, annotation)
     return value
-
-
-def value_problems(name: str, value: Any, path: str) -> list[tuple[str, str]]:
-    """``(path, message)`` for each element of ``value`` outside the range :data:`RANGES` gives ``name``.
-
-    Example:
-        >>> value_problems("betas", (0.9, 1.0), "optimizer.betas")
-        [('optimizer.betas[1]', 'must be in [0, 1), got 1.0')]
-        >>> value_problems("lr", float("inf"), "lr")
-        [('lr', 'must be a finite number, got inf')]
-    """
-    rng = RANGES.get(name)
-    if rng is None:
-        return []
-    items = list(enumerate(value)) if isinstance(value, tuple | list) else [(None, value)]
-    problems = []
-    for index, item in items:
-        if isinstance(item, torch.Tensor) and item.numel() == 1:
-            item = item.item()  # a tensor lr is judged by its value
-        problem = rng.problem(item)
-        if problem:
-            problems.append((path if index is None else format_path(path, index), problem))
-    return problems
 
 
 @functools.cache
@@ -290,7 +186,7 @@ def _check_one(entry: OptimizerEntry, param: inspect.Parameter | None, name: str
                 _annotated(value, param.annotation, where)
     problems = value_problems(name, value, where)
     rule = FIRST_STEP_RULES.get(name)
-    if rule is not None and rule.applies(entry.resolve_class()):
+    if rule is not None and rule.applies(entry):
         problem = rule.check(value)
         if problem:
             problems.append((where, problem))

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 import torch
 
 from optforge.errors import ConfigError
+from optforge.ranges import is_number
 
 __all__ = [
     "ScheduleTrace",
@@ -71,13 +70,9 @@ def _numeric_settings(group: Mapping[str, Any]) -> dict[str, float]:
     for key, value in group.items():
         if key in _SKIPPED_KEYS or isinstance(value, bool):
             continue
-        if isinstance(value, numbers.Real):
+        if is_number(value):
             settings[key] = float(value)
-        elif (
-            isinstance(value, (tuple, list))
-            and value
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
-        ):
+        elif isinstance(value, (tuple, list)) and value and all(map(is_number, value)):
             settings.update({f"{key}[{i}]": float(v) for i, v in enumerate(value)})
     return settings
 
@@ -110,7 +105,7 @@ def trace_schedule(
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    from optforge.lr_schedulers import is_metric_driven
+    from optforge.lr_schedulers import is_metric_driven, trace_steps
 
     optimizer, scheduler = optforge.build(model if model is not None else torch.nn.Linear(1, 1), config)
     metric_driven = is_metric_driven(scheduler)
@@ -123,18 +118,14 @@ def trace_schedule(
     names = group_labels(optimizer.param_groups)
     lrs: dict[str, list[float]] = {name: [] for name in names}
     settings: dict[str, dict[str, list[float]]] = {}  # hyperparameter -> group -> values
-    with warnings.catch_warnings():
-        # Only the schedule is traced: no gradient exists, so the optimizer is never stepped.
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-        for step in range(steps):
-            if step and metric_driven:
-                scheduler.step(metric[min(step - 1, len(metric) - 1)])  # type: ignore[index]
-            elif step:
-                scheduler.step()
-            for name, lr, group in zip(names, scheduler.get_last_lr(), optimizer.param_groups):
-                lrs[name].append(float(lr))
-                for key, value in _numeric_settings(group).items():
-                    settings.setdefault(key, {}).setdefault(name, []).append(value)
+
+    def record(_step: int) -> None:
+        for name, lr, group in zip(names, scheduler.get_last_lr(), optimizer.param_groups):
+            lrs[name].append(float(lr))
+            for key, value in _numeric_settings(group).items():
+                settings.setdefault(key, {}).setdefault(name, []).append(value)
+
+    trace_steps(scheduler, steps, record, lambda step: metric[min(step, len(metric) - 1)])  # type: ignore[index]
     others = {
         f"{key} ({groups})": values
         for key, by_group in settings.items()

@@ -40,6 +40,7 @@ __all__ = [
     "Provider",
     "get_optimizer_class",
     "get_optimizer_entry",
+    "has_train_eval_modes",
     "is_optimizer_name",
     "list_optimizers",
     "optimizer_entries",
@@ -83,6 +84,8 @@ class OptimizerEntry:
         factory: Builds the optimizer as ``factory(params, **hyperparameters)``
             instead of calling ``cls`` (for wrappers such as Lookahead); the
             hyperparameters are still validated against ``cls``'s signature.
+        has_train_eval_modes: the optimizer has Schedule-Free ``train()``/``eval()``
+            modes; ``None`` reads it from the class (see :func:`has_train_eval_modes`).
     """
 
     name: str
@@ -100,6 +103,7 @@ class OptimizerEntry:
     updates_in_backward: bool = False
     unavailable: str | Callable[[], str | None] | None = None
     factory: Callable[..., torch.optim.Optimizer] | None = None
+    has_train_eval_modes: bool | None = None
 
     def __post_init__(self) -> None:
         if self.takes not in ENTRY_TAKES:
@@ -156,6 +160,20 @@ class OptimizerEntry:
         if callable(self.unavailable):
             return self.unavailable()
         return self.unavailable
+
+
+def has_train_eval_modes(optimizer: Any) -> bool:
+    """Whether an optimizer entry (by its flag), class or instance (by its methods) has ``train()``/``eval()`` modes.
+
+    Example:
+        >>> has_train_eval_modes(get_optimizer_entry("SGDScheduleFree")), has_train_eval_modes(torch.optim.SGD)
+        (True, False)
+    """
+    if isinstance(optimizer, OptimizerEntry):
+        if optimizer.has_train_eval_modes is not None:
+            return optimizer.has_train_eval_modes
+        optimizer = optimizer.resolve_class()
+    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
 
 
 def _keys_read_from(function: Callable[..., Any], mapping_name: str) -> tuple[str, ...] | None:

@@ -43,8 +43,7 @@ from optforge.lr_schedulers.registry import list_schedulers
 from optforge.lr_schedulers.section import SECTION_OPTIONS, TEMPLATE_DOCUMENT_KEYS
 from optforge.registry import list_optimizers
 from optforge.scheduler import HYPERPARAMETERS, SCHEDULE_KEYS
-from optforge.schedules import LearningRate
-from optforge.schedules._lengths import StepCount
+from optforge.schedules import LearningRate, StepCount
 
 __all__ = ["json_schema"]
 

@@ -18,116 +18,30 @@ import collections.abc
 import importlib
 import inspect
 import math
-import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 import pydantic
 
 from optforge.errors import ConfigError, format_path, suggest
-from optforge.schedules._lengths import UNITS, Length, StepIndex
+from optforge.ranges import SCHEDULER_RANGES as RANGES
+from optforge.ranges import Range, is_number
+from optforge.schedules import UNITS, Length, StepIndex
 
 __all__ = ["RANGES", "Range", "check_arguments", "import_object", "is_length", "resolve_lengths"]
 
 
-@dataclass(frozen=True)
-class Range:
-    """A closed or half-open interval a number must lie in.
-
-    Example:
-        >>> Range(0, 1, high_open=True).problem(1.0)
-        'must be in [0, 1)'
-    """
-
-    low: float = -math.inf
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-
-    def problem(self, value: float) -> str | None:
-        """Why ``value`` is outside the range, or ``None``."""
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        if above and below:
-            return None
-        if self.high == math.inf:
-            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
-        if self.low == -math.inf:
-            return f"must be {'<' if self.high_open else '<='} {self.high:g}"
-        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"must be in {left}{self.low:g}, {self.high:g}{right}"
-
-
-_POSITIVE = Range(0, low_open=True)
-_NON_NEGATIVE = Range(0)
-_AT_LEAST_ONE = Range(1)
-_UNIT = Range(0, 1)
-
-# Valid ranges by argument name, for every scheduler; an entry's own ``ranges`` take precedence.
-# A list value (milestones) is checked element by element.
-RANGES: Mapping[str, Range] = {
-    "T_max": _AT_LEAST_ONE,
-    "T_0": _AT_LEAST_ONE,
-    "T_mult": _AT_LEAST_ONE,
-    "eta_min": _NON_NEGATIVE,
-    "step_size": _AT_LEAST_ONE,
-    "milestones": _NON_NEGATIVE,
-    "gamma": _POSITIVE,
-    "total_iters": _NON_NEGATIVE,
-    "start_factor": Range(0, 1, low_open=True),
-    "end_factor": _UNIT,
-    "patience": _NON_NEGATIVE,
-    "cooldown": _NON_NEGATIVE,
-    "min_lr": _NON_NEGATIVE,
-    "threshold": _NON_NEGATIVE,
-    "eps": _NON_NEGATIVE,
-    "base_lr": _NON_NEGATIVE,
-    "max_lr": _NON_NEGATIVE,
-    "step_size_up": _AT_LEAST_ONE,
-    "step_size_down": _AT_LEAST_ONE,
-    "total_steps": _AT_LEAST_ONE,
-    "epochs": _AT_LEAST_ONE,
-    "steps_per_epoch": _AT_LEAST_ONE,
-    "pct_start": _UNIT,
-    "div_factor": _POSITIVE,
-    "final_div_factor": _POSITIVE,
-    "power": _NON_NEGATIVE,
-    "t_initial": _AT_LEAST_ONE,
-    "warmup_t": _NON_NEGATIVE,
-    "warmup_lr_init": _NON_NEGATIVE,
-    "lr_min": _NON_NEGATIVE,
-    "cycle_mul": _POSITIVE,
-    "cycle_decay": _NON_NEGATIVE,
-    "cycle_limit": _AT_LEAST_ONE,
-    "decay_t": _NON_NEGATIVE,
-    "decay_rate": _NON_NEGATIVE,
-    "patience_t": _NON_NEGATIVE,
-    "cooldown_t": _NON_NEGATIVE,
-    "noise_pct": _NON_NEGATIVE,
-    "noise_std": _NON_NEGATIVE,
-    "first_cycle_steps": _AT_LEAST_ONE,
-    "cycle_mult": _POSITIVE,
-    "warmup_steps": _NON_NEGATIVE,
-    "max_decay_steps": Range(1, low_open=True),
-    "end_learning_rate": _NON_NEGATIVE,
-}
-
 # The scalar types a config value may be, by annotation.
 _SCALARS: Mapping[Any, tuple[str, Callable[[Any], bool]]] = {
     bool: ("true or false", lambda v: isinstance(v, bool)),
-    int: ("a whole number", lambda v: _is_number(v) and float(v).is_integer()),
-    float: ("a number", lambda v: _is_number(v) and not math.isnan(v)),
+    int: ("a whole number", lambda v: is_number(v) and float(v).is_integer()),
+    float: ("a number", lambda v: is_number(v) and not math.isnan(v)),
     str: ("a string", lambda v: isinstance(v, str)),
     type(None): ("null", lambda v: v is None),
 }
 _SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def is_length(value: Any) -> bool:
@@ -234,10 +148,8 @@ def _check_range(rule: Range | None, value: Any, path: str) -> str | None:
         return None
     items = list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
     for index, item in items:
-        if _is_number(item):
-            problem = rule.problem(float(item))
-            if problem:
-                return f"{problem}, got {item!r}" + ("" if index is None else f" (at index {index})")
+        if is_number(item) and rule.outside(float(item)):
+            return f"must be {rule.text()}, got {item!r}" + ("" if index is None else f" (at index {index})")
     return None
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from optforge.lr_schedulers.arguments import Range
+from optforge.ranges import Range
 
 __all__ = ["EXCLUDED_ARGUMENTS", "LENGTH_ARGUMENTS", "Argument", "SchedulerEntry"]
 
@@ -118,7 +118,7 @@ class SchedulerEntry:
             by default those of :data:`~optforge.lr_schedulers.run_length.WITHIN_RUN`
             that the scheduler takes (see :mod:`~optforge.lr_schedulers.run_length`).
         ranges: Valid ranges of arguments, over the shared ones of
-            :data:`~optforge.lr_schedulers.arguments.RANGES`.
+            :data:`~optforge.ranges.SCHEDULER_RANGES`.
         factory: Builds the scheduler as ``factory(optimizer, **arguments)``; its
             signature lists the arguments. Default: ``cls``.
         hidden: Arguments of the signature a config may not set.

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from optforge.lr_schedulers.arguments import Range
 from optforge.lr_schedulers.chained import RangedChainedScheduler
 from optforge.lr_schedulers.registry import register_scheduler
 from optforge.lr_schedulers.timm_adapter import TimmScheduler
+from optforge.ranges import Range
 
 __all__ = ["TIMM_FACTORY_NAMES", "register_optforge", "register_timm", "register_torch"]
 
@@ -55,9 +55,9 @@ _TORCH_SPECIAL: dict[str, dict[str, Any]] = {
     "ReduceLROnPlateau": {
         "cls": "optforge.lr_schedulers.plateau:ReduceLROnPlateau",
         "metric": True,
-        "ranges": {"factor": Range(0, 1, high_open=True)},
+        "ranges": {"factor": Range(0, 1)},
     },
-    "ConstantLR": {"ranges": {"factor": Range(0, 1)}},
+    "ConstantLR": {"ranges": {"factor": Range(0, 1, high_open=False)}},
     "SequentialLR": {"factory": sequential_lr, "nested": ("schedulers",)},
     "ChainedScheduler": {"factory": chained_scheduler, "nested": ("schedulers",)},
 }

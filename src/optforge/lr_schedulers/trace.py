@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 
 from optforge.errors import ConfigError
 
-__all__ = ["is_metric_driven", "scheduler_trace"]
+__all__ = ["is_metric_driven", "scheduler_trace", "trace_steps"]
 
 
 def is_metric_driven(scheduler: Any) -> bool:
@@ -17,6 +18,29 @@ def is_metric_driven(scheduler: Any) -> bool:
     return bool(getattr(scheduler, "metric_driven", False)) or isinstance(
         scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
     )
+
+
+def trace_steps(
+    scheduler: Any, steps: int, record: Callable[[int], None], metric: Callable[[int], float] | None = None
+) -> None:
+    """Call ``record(step)`` at each step, stepping ``scheduler`` between (with ``metric(step)`` if it takes one).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> lrs, sched = [], torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        >>> trace_steps(sched, 3, lambda step: lrs.append(opt.param_groups[0]["lr"])); lrs
+        [1.0, 0.5, 0.25]
+    """
+    metric_driven = is_metric_driven(scheduler)
+    with warnings.catch_warnings():
+        # Only the schedule moves: no gradient exists, so the optimizer is never stepped.
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        for step in range(steps):
+            if step and metric_driven:
+                scheduler.step(metric(step - 1))  # type: ignore[misc]
+            elif step:
+                scheduler.step()
+            record(step)
 
 
 def scheduler_trace(
@@ -66,12 +90,6 @@ def scheduler_trace(
     if needs_metric and not callable(metric) and len(metric) < steps:  # type: ignore[arg-type]
         raise ConfigError(f"{len(metric)} metric values for {steps} steps: give one per step", path="metric")  # type: ignore[arg-type]
     lrs: list[float] = []
-    for step in range(steps):
-        lrs.append(float(optimizer.param_groups[0]["lr"]))
-        optimizer.step()
-        if needs_metric:
-            value = metric(step) if callable(metric) else metric[step]  # type: ignore[index, misc]
-            scheduler.step(value)
-        else:
-            scheduler.step()
+    values = metric if callable(metric) or metric is None else metric.__getitem__
+    trace_steps(scheduler, steps, lambda step: lrs.append(float(optimizer.param_groups[0]["lr"])), values)
     return {"lr": lrs}

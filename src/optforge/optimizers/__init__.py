@@ -57,21 +57,25 @@ def register() -> None:
         provider="optforge",
         description="Schedule-Free AdamW: no lr schedule needed; call train()/eval()",
         decoupled_weight_decay=True,
+        has_train_eval_modes=True,
     )
     register_optimizer(
         RAdamScheduleFree,
         provider="optforge",
         description="Schedule-Free RAdam: no schedule and no warmup; call train()/eval()",
         decoupled_weight_decay=True,
+        has_train_eval_modes=True,
     )
     register_optimizer(
         SGDScheduleFree,
         provider="optforge",
         description="Schedule-Free SGD with momentum; call train()/eval()",
+        has_train_eval_modes=True,
     )
     register_optimizer(
         ScheduleFreeWrapper,
         provider="optforge",
         description="Makes a base optimizer Schedule-Free (pass the base optimizer)",
         unavailable="wraps an optimizer instance; build the base optimizer, then ScheduleFreeWrapper(base)",
+        has_train_eval_modes=True,
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from numbers import Real
 from typing import Any, ClassVar
 
 import torch
@@ -14,6 +12,7 @@ from torch.optim.optimizer import _default_to_fused_or_foreach
 from optforge.errors import ConfigError
 from optforge.optimizers import _fused
 from optforge.optimizers._fused import StepPath
+from optforge.ranges import OPEN_UNIT, RANGES, Range
 from optforge.state_check import check_state_dict
 
 __all__ = [
@@ -34,23 +33,16 @@ __all__ = [
 ]
 
 
-def _is_real_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
+def check_range(value: Any, name: str, rng: Range | None = None) -> None:
+    """Raise ``ConfigError`` unless ``value`` is a finite number in ``rng`` (by default ``name``'s, or ``>= 0``).
 
-
-def check_range(
-    value: Any, path: str, low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = True
-) -> None:
-    """Raise ``ConfigError`` unless ``value`` is a finite number in the given interval."""
-    left = "(" if low_open else "["
-    right = ")" if high_open or high == math.inf else "]"
-    interval = f"{left}{low}, {'inf' if high == math.inf else high}{right}"
-    if not _is_real_number(value):
-        raise ConfigError(f"must be a finite number in {interval}, got {value!r}", path=path)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        raise ConfigError(f"must be in {interval}, got {value!r}", path=path)
+    Example:
+        >>> check_range(-1.0, "weight_decay")
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: weight_decay: must be in [0.0, inf), got -1.0
+    """
+    (RANGES.get(name, Range(0.0)) if rng is None else rng).require(value, name)
 
 
 def check_lr(lr: Any) -> None:
@@ -68,15 +60,15 @@ def check_lr(lr: Any) -> None:
             message = f"must be a number or a 1-element tensor, got a tensor of {lr.numel()} elements"
             raise ConfigError(message, path="lr")
         lr = lr.item()
-    check_range(lr, "lr", 0.0)
+    check_range(lr, "lr")
 
 
 def check_betas(betas: Any, *, beta1_low_open: bool = False) -> tuple[float, float]:
     """Validate a ``(beta1, beta2)`` pair: each in [0, 1), beta1 > 0 when ``beta1_low_open``."""
     if not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) != 2:
         raise ConfigError(f"must be a pair (beta1, beta2), got {betas!r}", path="betas")
-    check_range(betas[0], "betas[0]", 0.0, 1.0, low_open=beta1_low_open)
-    check_range(betas[1], "betas[1]", 0.0, 1.0)
+    (OPEN_UNIT if beta1_low_open else RANGES["betas"]).require(betas[0], "betas[0]")
+    RANGES["betas"].require(betas[1], "betas[1]")
     return float(betas[0]), float(betas[1])
 
 

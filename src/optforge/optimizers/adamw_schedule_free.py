@@ -101,11 +101,11 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
     ) -> None:
         check_lr(lr)
         betas = check_betas(betas, beta1_low_open=True)
-        check_range(eps, "eps", 0.0)
-        check_range(weight_decay, "weight_decay", 0.0)
+        check_range(eps, "eps")
+        check_range(weight_decay, "weight_decay")
         check_steps(warmup_steps, "warmup_steps")
-        check_range(r, "r", 0.0)
-        check_range(weight_lr_power, "weight_lr_power", 0.0)
+        check_range(r, "r")
+        check_range(weight_lr_power, "weight_lr_power")
         check_flags(foreach, fused)
         defaults = {
             "lr": lr,

@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from optforge.registry import has_train_eval_modes
+
 __all__ = ["CompositeOptimizer"]
 
 # Keys of a part's own state dict that are not the state or the groups (kept per part).
@@ -222,14 +224,14 @@ class CompositeOptimizer(Optimizer):
     def train(self) -> CompositeOptimizer:
         """Put the parts that have a train mode (Schedule-Free optimizers) in it."""
         for part in self.parts.values():
-            if callable(getattr(part, "train", None)):
+            if has_train_eval_modes(part):
                 part.train()
         return self
 
     def eval(self) -> CompositeOptimizer:
         """Put the parts that have an eval mode (Schedule-Free optimizers) in it."""
         for part in self.parts.values():
-            if callable(getattr(part, "eval", None)):
+            if has_train_eval_modes(part):
                 part.eval()
         return self
 

@@ -96,7 +96,7 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
     ) -> None:
         check_lr(lr)
         betas = check_betas(betas)
-        check_range(weight_decay, "weight_decay", 0.0)
+        check_range(weight_decay, "weight_decay")
         check_flags(foreach, fused)
         defaults = {
             "lr": lr,

@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 from optforge.optimizers._common import CheckedStateLoading, as_real, check_grad, check_range
 from optforge.optimizers._fused import StepPath
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
+from optforge.ranges import OPEN_UNIT
 from optforge.state_check import check_state_dict
 
 __all__ = ["ScheduleFreeWrapper"]
@@ -82,10 +83,10 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
     ) -> None:
         if not isinstance(base, Optimizer):
             raise TypeError(f"ScheduleFreeWrapper wraps a torch.optim.Optimizer, got {type(base).__name__}")
-        check_range(momentum, "momentum", 0.0, 1.0, low_open=True)
-        check_range(weight_decay_at_y, "weight_decay_at_y", 0.0)
-        check_range(r, "r", 0.0)
-        check_range(weight_lr_power, "weight_lr_power", 0.0)
+        check_range(momentum, "momentum", OPEN_UNIT)
+        check_range(weight_decay_at_y, "weight_decay_at_y")
+        check_range(r, "r")
+        check_range(weight_lr_power, "weight_lr_power")
         self.base = base
         defaults = {
             "sf_momentum": momentum,

@@ -35,6 +35,7 @@ from optforge.optimizers._common import (
     piece_groups,
 )
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
+from optforge.ranges import OPEN_UNIT
 
 __all__ = ["SGDScheduleFree", "sgd_schedule_free"]
 
@@ -88,11 +89,11 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         fused: bool | None = None,
     ) -> None:
         check_lr(lr)
-        check_range(momentum, "momentum", 0.0, 1.0, low_open=True)
-        check_range(weight_decay, "weight_decay", 0.0)
+        check_range(momentum, "momentum", OPEN_UNIT)
+        check_range(weight_decay, "weight_decay")
         check_steps(warmup_steps, "warmup_steps")
-        check_range(r, "r", 0.0)
-        check_range(weight_lr_power, "weight_lr_power", 0.0)
+        check_range(r, "r")
+        check_range(weight_lr_power, "weight_lr_power")
         check_flags(foreach, fused)
         defaults = {
             "lr": lr,

@@ -57,6 +57,9 @@ _NEEDS_CREATE_GRAPH = frozenset({"adahessian", "sophiah"})
 # Names that only take 2-D parameters.
 _MATRIX_PARAMS_ONLY = frozenset({"spectralsphere"})
 
+# Names with Schedule-Free train()/eval() modes.
+_TRAIN_EVAL_MODES = frozenset({"schedulefreeadamw", "schedulefreeradam", "schedulefreesgd", "splus"})
+
 # Names whose parameter groups carry a ``use_muon`` flag.
 _MUON_FAMILY = frozenset({"muon", "adamuon", "adago", "normuon", "muonclip", "distributedmuon"})
 
@@ -128,6 +131,7 @@ def _capabilities(name: str, cls: type) -> dict[str, Any]:
         "needs_create_graph": name in _NEEDS_CREATE_GRAPH,
         "decoupled_weight_decay": _decoupled(name, cls),
         "matrix_params_only": name in _MATRIX_PARAMS_ONLY,
+        "has_train_eval_modes": name in _TRAIN_EVAL_MODES,
     }
     if name in _TAKES_MODULE:
         capabilities["takes"] = "module"

@@ -11,7 +11,7 @@ Example:
     (0.0, 0.5, 1.0, 0.55, 0.1, 0.1)
 """
 
-from optforge.schedules._lengths import Length
+from optforge.schedules._lengths import MAX_STEP, UNITS, Length, StepCount, StepIndex
 from optforge.schedules.compute import SCHEDULE_BUILDERS, Schedule, compute_lr, make_schedule
 from optforge.schedules.models import (
     CosineDecay,
@@ -35,7 +35,9 @@ from optforge.schedules.models import (
 from optforge.schedules.resolve import parse_schedule, resolve_schedule
 
 __all__ = [
+    "MAX_STEP",
     "SCHEDULE_BUILDERS",
+    "UNITS",
     "CosineDecay",
     "CosineRestarts",
     "ExponentialDecay",
@@ -52,7 +54,9 @@ __all__ = [
     "PiecewiseConstant",
     "PolynomialDecay",
     "Schedule",
+    "StepCount",
     "StepDecay",
+    "StepIndex",
     "Warmup",
     "WarmupStableDecay",
     "compute_lr",

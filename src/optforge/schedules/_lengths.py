@@ -8,7 +8,6 @@ and fractions stay symbolic in a parsed config until
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import pydantic
 
 from optforge.errors import ConfigError, truncate
+from optforge.ranges import is_finite
 
 __all__ = ["MAX_STEP", "Length", "StepCount", "StepIndex"]
 
@@ -63,13 +63,6 @@ class Length:
         return {self.unit: self.value}
 
 
-def _finite(amount: int | float) -> bool:
-    try:
-        return math.isfinite(amount)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
 def _parse(value: Any, minimum: int) -> int | Length:
     if isinstance(value, Length):
         return value
@@ -79,7 +72,7 @@ def _parse(value: Any, minimum: int) -> int | Length:
             return _parse(amount, minimum)
         if unit in UNITS and isinstance(amount, int | float) and not isinstance(amount, bool):
             in_range = (amount > 0 if minimum else amount >= 0) and (unit != "fraction" or amount <= 1)
-            if not _finite(amount):
+            if not is_finite(amount):
                 raise ValueError(f"{unit} must be a finite number, got {amount!r}")
             if not in_range:
                 low = ">" if minimum else ">="
