@@ -942,13 +942,14 @@ def test_the_cli_page_shows_problems_as_validate_prints_them(tmp_path: Path, mon
     assert result.stderr == shown.group(1)
 
 
-def test_plot_of_a_plateau_needs_metric_values(tmp_path: Path) -> None:
+def test_plot_of_a_plateau_assumes_a_stalled_metric_unless_given_one(tmp_path: Path) -> None:
     path = tmp_path / "plateau.yaml"
     path.write_text("optimizer: {name: SGD, lr: 0.1}\nschedule: {name: ReduceLROnPlateau, factor: 0.5, patience: 2}\n")
     result = invoke("plot", path, "-n", "20", "-o", tmp_path / "lr.png")
-    assert result.exit_code == 1
-    assert problem_lines(result)[0].startswith("schedule: ReduceLROnPlateau lowers the lr")
-    assert "--metric" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert "plotted for a metric that never improves" in " ".join(result.stdout.split())
+    assert "lr of group0: 0.1 at step 0" in result.stdout  # it halves after every 3 steps without progress
+    assert "0.00156 at step 19" in result.stdout
     result = invoke("plot", path, "-n", "20", "-o", tmp_path / "lr.png", "--metric", "1,0.9,0.9,0.9")
     assert result.exit_code == 0, result.stderr
     assert "lr of group0: 0.1 at step 0" in result.stdout

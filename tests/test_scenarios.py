@@ -16,7 +16,6 @@ import optforge
 from optforge.cli import app
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
-METRIC = {"warmup-plateau": ["--metric", "1.0"]}  # a plateau's plot needs metric values
 
 
 def test_there_are_five_scenarios() -> None:
@@ -35,8 +34,7 @@ def test_scenario_works_with_no_flags(
     path: Path, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the model header resolves beside the file, not in the current directory
-    extra = METRIC.get(path.stem, []) if command == "plot" else []
-    result = CliRunner().invoke(app, [command, str(path), *extra])
+    result = CliRunner().invoke(app, [command, str(path)])
     assert result.exit_code == 0, result.output
 
 

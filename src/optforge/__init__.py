@@ -19,6 +19,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from optforge.around_step import StepStats, ema_model, step_stats, use_ema
     from optforge.builder import build, build_optimizer
     from optforge.composite import build_composite, muon_recipe
     from optforge.config import (
@@ -50,11 +51,15 @@ if TYPE_CHECKING:
         register_optimizer,
         unregister_optimizer,
     )
-    from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler
+    from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler, scheduler_trace
     from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_schedule, resolve_schedule
 
 # Each public name and the module that defines it.
 _EXPORTS: dict[str, str] = {
+    "StepStats": "optforge.around_step",
+    "ema_model": "optforge.around_step",
+    "step_stats": "optforge.around_step",
+    "use_ema": "optforge.around_step",
     "build": "optforge.builder",
     "build_optimizer": "optforge.builder",
     "build_composite": "optforge.composite",
@@ -94,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "LRShim": "optforge.scheduler",
     "ScheduleChangedWarning": "optforge.scheduler",
     "build_scheduler": "optforge.scheduler",
+    "scheduler_trace": "optforge.scheduler",
     "LearningRate": "optforge.schedules",
     "compute_lr": "optforge.schedules",
     "make_schedule": "optforge.schedules",
@@ -121,12 +127,14 @@ __all__ = [
     "RecapOptimizerConfig",
     "ScheduleChangedWarning",
     "SgdConfig",
+    "StepStats",
     "TemplateOptimizerConfig",
     "build",
     "build_composite",
     "build_optimizer",
     "build_scheduler",
     "compute_lr",
+    "ema_model",
     "explain",
     "get_optimizer_class",
     "get_optimizer_entry",
@@ -145,7 +153,10 @@ __all__ = [
     "register_scheduler",
     "resolve_schedule",
     "save_checkpoint",
+    "scheduler_trace",
+    "step_stats",
     "unregister_optimizer",
+    "use_ema",
 ]
 
 __version__ = "0.1.0"

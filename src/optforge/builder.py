@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from optforge.composite import build_composite, build_composite_and_scheduler, composite_document
 from optforge.around_step import attach
+from optforge.composite import build_composite, build_composite_and_scheduler, composite_document
 from optforge.config import (
     BUILD_OPTIONS,
     DOCUMENT_KEYS,
@@ -114,7 +115,9 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
         around = _composite_around_step(document)
-        return attach(build_composite(model_or_params, document["optimizer"], document=document), around, model_or_params)
+        return attach(
+            build_composite(model_or_params, document["optimizer"], document=document), around, model_or_params
+        )
     resolved = resolve(config)
     spec = resolved.spec
     assert spec is not None  # a list of parts is a composite, built above

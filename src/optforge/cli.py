@@ -250,8 +250,10 @@ def _unguarded(cls: type) -> type | None:
     """
     import torch
 
+    from optforge.torch_internals import unguarded_add_param_group
+
     guarded = torch.optim.Optimizer.add_param_group
-    plain = getattr(guarded, "__wrapped__", None)
+    plain = unguarded_add_param_group()
     if plain is None or not issubclass(cls, torch.optim.Optimizer) or cls.add_param_group is not guarded:
         return None
     names = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
@@ -831,7 +833,7 @@ def plot(
         typer.Option(
             "--metric",
             help="For a metric-driven scheduler (ReduceLROnPlateau): the monitored value at each step, "
-            "comma-separated; the last value repeats.",
+            "comma-separated; the last value repeats. Default: a metric that never improves.",
         ),
     ] = None,
 ) -> None:
@@ -846,7 +848,8 @@ def plot(
     checked = _on_model(config, model)
     length = run_length(checked.file.document) if steps is None else None
     steps = steps or length or DEFAULT_PLOT_STEPS
-    trace = trace_schedule(checked.file.document, steps, checked.model, title=config.name, metric=values)
+    document = checked.file.document
+    trace = trace_schedule(document, steps, checked.model, title=config.name, metric=values, flat_metric=True)
     console = _console()
     if output is None:
         size = shutil.get_terminal_size((100, 30))
@@ -856,6 +859,11 @@ def plot(
         console.print(f"wrote {plot_trace_png(trace, output)}")
     if length is not None:
         console.print(f"{steps:,} steps: the run length the config gives (--steps plots another number)")
+    if trace.metric_assumed:
+        _note(
+            "the scheduler lowers the lr when its metric stops improving; plotted for a metric that never "
+            "improves (--metric 1.0,0.9,0.9 gives the values it sees at each step)"
+        )
     if trace.boundaries:
         console.print("boundaries at steps: " + ", ".join(map(str, trace.boundaries)))
     for name, values in [*(("lr of " + k, v) for k, v in trace.lrs.items()), *trace.others.items()]:
@@ -910,6 +918,8 @@ def explain(config: ConfigArgument, model: ModelOption = None) -> None:
     )
     if table.step_path:
         console.print(f"step path: {table.step_path}")
+    if table.around_step:
+        console.print(table.around_step)
     if checked.used == "stand-in" and checked.on:
         _note(checked.on)
 

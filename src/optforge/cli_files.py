@@ -45,7 +45,7 @@ __all__ = ["ConfigFile", "read_config_file"]
 # The header line that names a model: "# optforge: --model optforge.demo:make_model".
 _HEADER = re.compile(r"^#\s*optforge:\s*(?P<args>.*)$")
 _INTERPOLATION = re.compile(r"\$\{[^}]*\}")
-_DOCUMENT_KEYS = ("optimizer", "schedule", "multi_task_learning_rates")
+_DOCUMENT_KEYS = ("optimizer", "schedule", "multi_task_learning_rates", "clip_grad", "ema", "skip_nonfinite")
 # How far up from a Hydra fragment its primary config is looked for.
 _HYDRA_LEVELS = 4
 

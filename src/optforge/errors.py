@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ScheduleChangedWarning",
     "edit_distance",
     "format_path",
     "misspelling_of",
@@ -88,6 +89,10 @@ class ConfigError(ValueError):
         # Each problem is cut on its own: the joined text is not, so no cut runs across lines.
         text = "\n".join([f"{len(lines)} problems in the config:", *("  - " + line for line in lines)])
         return cls(text, problems=problems)
+
+
+class ScheduleChangedWarning(UserWarning):
+    """A scheduler state was loaded whose schedules differ from the configured ones."""
 
 
 class CheckpointError(Exception):

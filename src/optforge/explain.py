@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,8 @@ class ParamTable:
         totals: ``groups``, ``tensors``, ``trainable`` and ``frozen`` counts.
         step_path: For optforge's own optimizers, the implementation a step
             uses and why (``"fused (automatic: ...)"``); ``""`` for the others.
+        around_step: What runs around each step (``clip_grad:``, ``ema:``,
+            ``skip_nonfinite:``), in words; ``""`` for nothing.
     """
 
     optimizer: str
@@ -87,6 +89,7 @@ class ParamTable:
     group_rows: tuple[tuple[Any, ...], ...]
     totals: dict[str, int]
     step_path: str = ""
+    around_step: str = ""
 
     def __str__(self) -> str:
         t = self.totals
@@ -96,6 +99,8 @@ class ParamTable:
         )
         if self.step_path:
             summary += f"\nstep path: {self.step_path}"
+        if self.around_step:
+            summary += f"\n{self.around_step}"
         return "\n\n".join(
             [_text_table(self.columns, self.rows), _text_table(self.group_columns, self.group_rows), summary]
         )
@@ -178,12 +183,26 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
         raise ConfigError(f"explain needs a model (an nn.Module), got {type(model).__name__}")
     config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
+    around = _around_step(config)
     if document is not None:  # a list of parts: each parameter's part shows in its group name and placed_by
-        return table_from_plan(*composite_group_plan(model, document))
+        return dataclasses.replace(table_from_plan(*composite_group_plan(model, document)), around_step=around)
     spec = resolve_optimizer_spec(config)
     plan = plan_param_groups(model, spec)
     table = table_from_plan(plan, spec.entry.name)
-    return dataclasses.replace(table, step_path=_step_path(spec, plan))
+    return dataclasses.replace(table, step_path=_step_path(spec, plan), around_step=around)
+
+
+def _around_step(config: Any) -> str:
+    """What the document's ``clip_grad:``, ``ema:`` and ``skip_nonfinite:`` run around the step, in words."""
+    from optforge.around_step import describe
+    from optforge.config import Problems, read_around_step
+
+    if not isinstance(config, Mapping) or "optimizer" not in config:
+        return ""
+    problems = Problems()
+    around = read_around_step(config, problems)
+    problems.raise_if_any()
+    return describe(around)
 
 
 def _step_path(spec: OptimizerSpec, plan: GroupPlan) -> str:

@@ -55,6 +55,7 @@ class ScheduleTrace:
             steps, per step, named with its groups (``"momentum (group0)"``).
         boundaries: Steps where the learning-rate curves change shape.
         title: A caption for plots.
+        metric_assumed: The scheduler is metric-driven and was traced with a metric that never improves.
     """
 
     steps: list[int]
@@ -62,6 +63,7 @@ class ScheduleTrace:
     others: dict[str, list[float]] = field(default_factory=dict)
     boundaries: list[int] = field(default_factory=list)
     title: str = ""
+    metric_assumed: bool = False
 
 
 def _numeric_settings(group: Mapping[str, Any]) -> dict[str, float]:
@@ -84,6 +86,7 @@ def trace_schedule(
     *,
     title: str = "",
     metric: Sequence[float] | None = None,
+    flat_metric: bool = False,
 ) -> ScheduleTrace:
     """Build ``config`` with :func:`optforge.build` and record its schedule for ``steps`` steps.
 
@@ -95,10 +98,12 @@ def trace_schedule(
         title: A caption for plots.
         metric: The monitored value at each step, for a metric-driven scheduler
             (``ReduceLROnPlateau``, timm's plateau); its last value repeats.
+        flat_metric: Without ``metric``, trace a metric-driven scheduler as if its metric
+            never improved (the lrs of a run that stalls), instead of raising.
 
     Raises:
         ConfigError: for a config that cannot be built, or a metric-driven
-            scheduler without ``metric``.
+            scheduler without ``metric`` or ``flat_metric``.
     """
     import optforge
     from optforge.scheduler import group_labels
@@ -109,6 +114,9 @@ def trace_schedule(
 
     optimizer, scheduler = optforge.build(model if model is not None else torch.nn.Linear(1, 1), config)
     metric_driven = is_metric_driven(scheduler)
+    assumed = metric_driven and not metric and flat_metric
+    if assumed:
+        metric = [1.0]
     if metric_driven and not metric:
         raise ConfigError(
             f"{type(scheduler).__name__} lowers the lr when a monitored metric stops improving: give the "
@@ -134,7 +142,7 @@ def trace_schedule(
     }
     lrs = _merge_same(lrs)
     boundaries = sorted({b for values in lrs.values() for b in phase_boundaries(values)})
-    return ScheduleTrace(list(range(steps)), lrs, others, boundaries, title)
+    return ScheduleTrace(list(range(steps)), lrs, others, boundaries, title, metric_assumed=assumed)
 
 
 def _merge_same(curves: Mapping[str, list[float]]) -> dict[str, list[float]]:

@@ -32,17 +32,25 @@ from typing import Any, NamedTuple
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from optforge.errors import ConfigError, format_path, suggest, truncate, unknown_choice
-from optforge.hyperparameters import RANGES, value_problems
-from optforge.lr_schedulers.section import build_named_scheduler, is_named_section
-from optforge.schedules import LearningRate, Schedule, make_schedule, resolve_schedule
-from optforge.schedules._lengths import MAX_STEP
+from optforge.around_step import scheduler_advances
+from optforge.config import (
+    SCHEDULE_KEYS,
+    ClosedForm,
+    NamedScheduler,
+    OneSchedule,
+    TemplateSchedulers,
+    is_one_schedule,
+    read_schedule_section,
+)
+from optforge.config_source import to_plain
+from optforge.errors import ConfigError, ScheduleChangedWarning, format_path, suggest, truncate, unknown_choice
+from optforge.lr_schedulers import is_metric_driven, trace_steps
+from optforge.lr_schedulers.section import build_named_scheduler
+from optforge.ranges import RANGES, value_problems
+from optforge.schedules import MAX_STEP, LearningRate, Schedule, make_schedule, resolve_schedule
+from optforge.torch_internals import CLOSED_FORM_METHOD
 
-__all__ = ["HYPERPARAMETERS", "SCHEDULE_KEYS", "LRShim", "ScheduleChangedWarning", "build_scheduler"]
-
-
-class ScheduleChangedWarning(UserWarning):
-    """A scheduler state was loaded whose schedules differ from the configured ones."""
+__all__ = ["HYPERPARAMETERS", "SCHEDULE_KEYS", "LRShim", "ScheduleChangedWarning", "build_scheduler", "scheduler_trace"]
 
 
 def _set_value(group: dict[str, Any], key: str, value: float) -> None:
@@ -82,9 +90,6 @@ HYPERPARAMETERS: Mapping[str, Hyperparameter] = {
     "beta2": Hyperparameter("betas", _set_beta(1)),
     "weight_decay": Hyperparameter("weight_decay", lambda g, v: _set_value(g, "weight_decay", v)),
 }
-
-# Keys of the full form of a ``schedule:`` document.
-SCHEDULE_KEYS: tuple[str, ...] = ("lr", *HYPERPARAMETERS, "steps_per_epoch", "total_steps")
 
 
 def group_labels(param_groups: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -546,10 +551,10 @@ class LRShim(LRScheduler):
         step = self.last_epoch
         return [schedule(step) * scale for schedule, scale in zip(self._lr_fns, self._lr_scales, strict=True)]
 
-    _get_closed_form_lr = get_lr
-
     def step(self, epoch: int | None = None) -> None:
         """Advance one step and set every scheduled value for it (call after ``optimizer.step()``)."""
+        if not scheduler_advances(self):  # skip_nonfinite: no optimizer step since the last one
+            return
         self._adopt_groups()
         super().step(epoch)
         self._apply_hyperparameters(self.last_epoch)
@@ -606,6 +611,10 @@ class LRShim(LRScheduler):
             )
         self.last_epoch = step
         self._apply(step)
+
+
+# torch's LRScheduler.step(epoch) takes an explicit step's lrs from the closed form: the schedules are one.
+setattr(LRShim, CLOSED_FORM_METHOD, LRShim.get_lr)
 
 
 def _read_state(state_dict: Any) -> tuple[int, dict[str, str] | None]:
@@ -670,13 +679,6 @@ def _check_values(name: str, config: LearningRate, path: str) -> None:
         raise ConfigError.from_problems(problems)
 
 
-def _is_schedule(value: Any) -> bool:
-    """True for one schedule (rather than a per-group mapping of schedules)."""
-    if isinstance(value, LearningRate | int | float) and not isinstance(value, bool):
-        return True
-    return isinstance(value, Mapping) and any(key in LearningRate.model_fields for key in value)
-
-
 def _as_schedule(value: Any) -> Any:
     """A bare number is a constant schedule."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -688,7 +690,7 @@ def _per_group(value: Any, labels: list[str], context: Mapping[str, int | None],
     """One schedule for every group, or a per-group mapping, as ``{label: schedule}``."""
     if value is None:
         return None
-    if _is_schedule(value):
+    if is_one_schedule(value):
         resolved = resolve_schedule(_as_schedule(value), **context, path=path)
         return dict.fromkeys(labels, resolved)
     if not isinstance(value, Mapping):
@@ -798,21 +800,20 @@ def build_scheduler(
         (0.0, 0.95)
     """
     if type(schedule_config).__module__.startswith("omegaconf"):
-        from omegaconf import OmegaConf
-
-        schedule_config = OmegaConf.to_container(schedule_config, resolve=True)
-    if is_named_section(schedule_config):
+        schedule_config = to_plain(schedule_config)
+    section = read_schedule_section(schedule_config)
+    if isinstance(section, NamedScheduler | TemplateSchedulers):
         return build_named_scheduler(
-            optimizer, schedule_config, path=path, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+            optimizer, section.section, path=path, steps_per_epoch=steps_per_epoch, total_steps=total_steps
         )
-    document: Mapping[str, Any]
-    if isinstance(schedule_config, Mapping) and any(key in SCHEDULE_KEYS for key in schedule_config):
-        for key in schedule_config:
+    document: Mapping[str, Any] = {"lr": None}
+    if isinstance(section, ClosedForm) and section.full_form:
+        for key in section.raw:
             if key not in SCHEDULE_KEYS:
-                raise _unknown_key(path, key, schedule_config)
-        document = schedule_config
-    else:
-        document = {"lr": schedule_config}
+                raise _unknown_key(path, key, section.raw)
+        document = schedule_config = section.raw
+    elif isinstance(section, ClosedForm):
+        document = {"lr": section.raw}
     context = {
         name: _merge_context(name, document.get(name), value, path)
         for name, value in (("steps_per_epoch", steps_per_epoch), ("total_steps", total_steps))
@@ -827,14 +828,14 @@ def build_scheduler(
     defaults: dict[str, Any] = {"lr": _own_lr} if lr_dict is None else {}
     if lr_dict is None:
         lr_dict = {label: _own_lr(group) for label, group in zip(labels, groups)}
-    elif _is_schedule(document["lr"]):
+    elif isinstance(section, ClosedForm) and isinstance(section.lr, OneSchedule):
         defaults["lr"] = lr_dict[labels[0]]
     hyperparameters = {}
-    for name in HYPERPARAMETERS:
-        if document.get(name) is not None:
-            hyperparameters[name] = _per_group(document[name], labels, context, format_path(path, name))
-            if _is_schedule(document[name]):
-                defaults[name] = hyperparameters[name][labels[0]]  # type: ignore[index]
+    scheduled = section.hyperparameters if isinstance(section, ClosedForm) else {}
+    for name, value in scheduled.items():
+        hyperparameters[name] = _per_group(document[name], labels, context, format_path(path, name))
+        if isinstance(value, OneSchedule):
+            defaults[name] = hyperparameters[name][labels[0]]  # type: ignore[index]
     paths = {"lr": lr_path, **{name: format_path(path, name) for name in HYPERPARAMETERS}}
     return LRShim(optimizer, lr_dict, hyperparameters, defaults=defaults, **context, paths=paths)  # type: ignore[arg-type]
 
@@ -872,25 +873,75 @@ def check_schedule_section(schedule_config: Any, *, path: str = "schedule") -> N
     from optforge.config.problems import Problems
     from optforge.schedules import parse_schedule
 
-    if schedule_config is None or is_named_section(schedule_config):
+    section = read_schedule_section(schedule_config)
+    if not isinstance(section, ClosedForm):
         return  # nothing to check, or a scheduler by name, checked against its signature when built
     problems = Problems()
-    full_form = isinstance(schedule_config, Mapping) and any(key in SCHEDULE_KEYS for key in schedule_config)
-    document: Mapping[str, Any] = schedule_config if full_form else {"lr": schedule_config}
-    if full_form:
-        for key in document:
+    if section.full_form:
+        for key in section.raw:
             if key not in SCHEDULE_KEYS:
                 with problems.collect():
-                    raise _unknown_key(path, key, document)
-    for key in ("lr", *HYPERPARAMETERS):
-        value = document.get(key)
-        where = format_path(path, key) if full_form else path
-        if value is None:
-            continue
-        entries = [(where, value)] if _is_schedule(value) else []
-        if isinstance(value, Mapping) and not entries:
-            entries = [(format_path(where, str(k)), v) for k, v in value.items() if _is_schedule(v)]
+                    raise _unknown_key(path, key, section.raw)
+    values = {"lr": section.lr, **section.hyperparameters} if section.lr is not None else section.hyperparameters
+    for key, value in values.items():
+        where = format_path(path, key) if section.full_form else path
+        if isinstance(value, OneSchedule):
+            entries = [(where, value.value)]
+        elif isinstance(value.schedules, Mapping):
+            entries = [(format_path(where, str(k)), v) for k, v in value.schedules.items() if is_one_schedule(v)]
+        else:
+            entries = []
         for entry_path, entry in entries:
             with problems.collect():
                 parse_schedule(_as_schedule(entry), entry_path)
     problems.raise_if_any()
+
+
+def scheduler_trace(
+    section: Any,
+    steps: int,
+    *,
+    metric: Sequence[float] | Callable[[int], float] | None = None,
+    total_steps: int | None = None,
+    steps_per_epoch: int | None = None,
+    lr: float = 1.0,
+    path: str = "schedule",
+) -> dict[str, list[float]]:
+    """The lr of each step of ``section``, built over a one-parameter SGD optimizer at ``lr``.
+
+    Args:
+        section: Any ``schedule:`` section: by name, or an optforge schedule.
+        steps: How many steps to record.
+        metric: For a metric-driven scheduler: one value per step, or a function of the step.
+        total_steps: Steps of the run, for ``{fraction: x}`` lengths (default ``steps``).
+        steps_per_epoch: Steps per epoch, for ``{epochs: x}`` lengths.
+        lr: The optimizer's lr (the lr a torch scheduler scales).
+        path: The section's config path, for messages.
+
+    Returns:
+        ``{"lr": [lr of step 0, lr of step 1, ...]}``: the lr each optimizer step uses.
+
+    Raises:
+        ConfigError: for a bad section, or a metric-driven one without metric values.
+
+    Example:
+        >>> scheduler_trace({"name": "StepLR", "step_size": 2, "gamma": 0.5}, 5)
+        {'lr': [1.0, 1.0, 0.5, 0.5, 0.25]}
+        >>> scheduler_trace({"name": "ReduceLROnPlateau", "patience": 0}, 4, metric=[3.0, 3.0, 3.0, 3.0])["lr"]
+        [1.0, 1.0, 0.1, 0.010000000000000002]
+    """
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = build_scheduler(
+        optimizer, section, path=path, steps_per_epoch=steps_per_epoch, total_steps=total_steps or steps
+    )
+    needs_metric = is_metric_driven(scheduler)
+    if needs_metric and metric is None:
+        raise ConfigError(
+            f"{type(scheduler).__name__} decides on a metric: give one metric value per step to trace it", path=path
+        )
+    if needs_metric and not callable(metric) and len(metric) < steps:  # type: ignore[arg-type]
+        raise ConfigError(f"{len(metric)} metric values for {steps} steps: give one per step", path="metric")  # type: ignore[arg-type]
+    lrs: list[float] = []
+    values = metric if callable(metric) or metric is None else metric.__getitem__
+    trace_steps(scheduler, steps, lambda step: lrs.append(float(optimizer.param_groups[0]["lr"])), values)
+    return {"lr": lrs}

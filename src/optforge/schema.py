@@ -37,6 +37,7 @@ from optforge.config import (
     RecapOptimizerConfig,
     TemplateOptimizerConfig,
 )
+from optforge.config.around_step import CLIP_MODES
 from optforge.config.document import TOWERS_KEY
 from optforge.config.sections import RECAP_LEARNING_RATES
 from optforge.lr_schedulers.registry import list_schedulers
@@ -228,6 +229,11 @@ def _schedule_defs() -> dict[str, Any]:
     }
 
 
+def _around_step(defs: dict[str, Any]) -> None:
+    """``clip_grad:`` sets exactly one of its modes."""
+    defs["ClipGrad"]["oneOf"] = [_given(mode) for mode in CLIP_MODES]
+
+
 def _document(defs: dict[str, Any]) -> None:
     """``schedule:`` in its forms; a schedule or towers given both in the section and beside it are errors."""
     document = defs["ConfigDocument"]
@@ -253,6 +259,7 @@ def json_schema() -> dict[str, Any]:
     _optimizer_sections(defs)
     defs.update(_schedule_defs())
     _document(defs)
+    _around_step(defs)
     forms: list[dict[str, Any]] = [_ref(name) for name in FORMS]
     forms[1]["not"] = {"required": ["optimizer"]}  # with optimizer:, a file is a document
     return {

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 import optforge
 from optforge.cli import app
 from optforge.errors import ConfigError
-from optforge.lr_schedulers import get_scheduler_entry, scheduler_trace, unregister_scheduler
+from optforge.lr_schedulers import get_scheduler_entry, unregister_scheduler
+from optforge.scheduler import scheduler_trace
 from optforge.schedules import make_schedule
 from tests.lr_schedulers._common import make_optimizer
 

@@ -7,6 +7,7 @@ Example:
     ('AdamW', {'constant': 0.001})
 """
 
+from optforge.config.around_step import AROUND_STEP_KEYS, AroundStep, ClipGrad, Ema, read_around_step
 from optforge.config.document import DOCUMENT_KEYS, SECTION_FORMS, Document, OptimizerSection, parse_document
 from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates, NoWeightDecay, ParamGroupRule, sanitize_task_name
@@ -45,6 +46,7 @@ from optforge.config.sections import (
 from optforge.schedules import LearningRate, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 
 __all__ = [
+    "AROUND_STEP_KEYS",
     "BUILD_OPTIONS",
     "DOCUMENT_KEYS",
     "SCHEDULE_KEYS",
@@ -53,9 +55,12 @@ __all__ = [
     "TYPED_OPTIMIZERS",
     "AdagradConfig",
     "AdamConfig",
+    "AroundStep",
+    "ClipGrad",
     "ClosedForm",
     "ConfigDocument",
     "Document",
+    "Ema",
     "FlatOptimizerConfig",
     "FlatPartConfig",
     "LearningRate",
@@ -85,6 +90,7 @@ __all__ = [
     "TypedPartConfig",
     "is_one_schedule",
     "parse_document",
+    "read_around_step",
     "read_schedule_section",
     "sanitize_task_name",
 ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optforge._validation import parse_model
+from optforge.config.around_step import AROUND_STEP_KEYS, AroundStep, read_around_step
 from optforge.config.forms import SECTION_FORMS, parse_section
 from optforge.config.forms.recap import TOWERS_KEY
 from optforge.config.problems import Problems
@@ -37,7 +38,7 @@ from optforge.errors import SYNONYMS, format_path, misspelling_of, truncate, unk
 __all__ = ["DOCUMENT_KEYS", "SECTION_FORMS", "TOWERS_KEY", "Document", "OptimizerSection", "parse_document"]
 
 # Top-level keys of a config document (the optimizer and what goes beside it).
-DOCUMENT_KEYS: tuple[str, ...] = ("optimizer", "schedule", "multi_task_learning_rates")
+DOCUMENT_KEYS: tuple[str, ...] = ("optimizer", "schedule", "multi_task_learning_rates", *AROUND_STEP_KEYS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Document:
         towers: The task towers (beside ``optimizer:`` or inside its section), or ``None``.
         towers_path: Where the towers were given.
         raw: The document as plain data.
+        around_step: What runs around each step (``clip_grad:``, ``ema:``, ``skip_nonfinite:``).
     """
 
     optimizer: OptimizerSection | None
@@ -60,6 +62,7 @@ class Document:
     towers: MultiTaskLearningRates | None = None
     towers_path: str = TOWERS_KEY
     raw: Mapping[str, Any] = field(default_factory=dict)
+    around_step: AroundStep = field(default_factory=AroundStep)
 
     @property
     def schedule_section(self) -> ScheduleSection:
@@ -99,6 +102,7 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
                     problems.add(str(key), f"unknown top-level key {truncate(key)}; did you mean {meant!r}?")
             return Document(None, (), None, None, TOWERS_KEY, data)
     optimizer, parts, towers, towers_path = None, (), None, TOWERS_KEY
+    around_step = read_around_step(data if "optimizer" in data else {}, problems)
     with problems.collect():
         towers = _towers(towers_raw, TOWERS_KEY)
     if isinstance(section, Sequence) and not isinstance(section, (str, bytes)):
@@ -120,7 +124,7 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
             f"{'learning_rate' if optimizer.form == 'typed' else 'single_task_learning_rate'} "
             "and as schedule; keep one",
         )
-    return Document(optimizer, parts, schedule, towers, towers_path, data)
+    return Document(optimizer, parts, schedule, towers, towers_path, data, around_step)
 
 
 def parse_document(source: Any, problems: Problems | None = None) -> Document:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import pydantic
 
 from optforge._validation import StrictModel
+from optforge.config.around_step import ClipGrad, Ema
 from optforge.config.rules import MultiTaskLearningRates
 from optforge.config.sections import (
     FlatOptimizerConfig,
@@ -43,3 +44,8 @@ class ConfigDocument(StrictModel):
         "of a composite optimizer, or a scheduler by name.",
     )
     multi_task_learning_rates: MultiTaskLearningRates | None = None
+    clip_grad: ClipGrad | None = pydantic.Field(None, description="Clip the gradients before each step.")
+    ema: Ema | None = pydantic.Field(None, description="Keep a moving average of the weights after each step.")
+    skip_nonfinite: pydantic.StrictBool = pydantic.Field(
+        False, description="Skip a step whose gradients hold inf or NaN (the scheduler does not advance)."
+    )

@@ -31,7 +31,7 @@ from optforge.lr_schedulers.section import SECTION_OPTIONS, build_named_schedule
 from optforge.lr_schedulers.template import build_template_schedulers
 from optforge.lr_schedulers.template_rules import TemplateRuleWarning
 from optforge.lr_schedulers.timm_adapter import TimmScheduler
-from optforge.lr_schedulers.trace import is_metric_driven, scheduler_trace, trace_steps
+from optforge.lr_schedulers.trace import is_metric_driven, trace_steps
 
 __all__ = [
     "SECTION_OPTIONS",
@@ -52,7 +52,6 @@ __all__ = [
     "list_schedulers",
     "register_scheduler",
     "scheduler_entries",
-    "scheduler_trace",
     "section_options",
     "trace_steps",
     "unregister_scheduler",

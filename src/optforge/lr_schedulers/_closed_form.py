@@ -28,9 +28,6 @@ class ClosedFormScheduler(LRScheduler):
         """The lr of each group at the current step ``last_epoch``."""
         return self.lr_at(self.last_epoch)
 
-    def _get_closed_form_lr(self) -> list[float]:
-        return self.lr_at(self.last_epoch)
-
     def step(self, epoch: int | None = None, metric: Any = None) -> None:  # type: ignore[override]
         """Advance one step, or go to step ``epoch``."""
         self._step_count = getattr(self, "_step_count", 0) + 1

@@ -30,14 +30,16 @@ from typing import Any
 
 import torch
 
+from optforge.config import TEMPLATE_SCHEDULER_KEYS, NamedScheduler, TemplateSchedulers, read_schedule_section
 from optforge.config_source import to_plain
-from optforge.errors import ConfigError, format_path, suggest
+from optforge.errors import ConfigError, ScheduleChangedWarning, format_path, suggest
 from optforge.lr_schedulers.arguments import check_arguments, is_length, resolve_lengths
 from optforge.lr_schedulers.entry import SchedulerEntry
 from optforge.lr_schedulers.plateau import WarmupPlateau
 from optforge.lr_schedulers.registry import get_scheduler_entry
 from optforge.lr_schedulers.run_length import beyond_run
 from optforge.lr_schedulers.template_rules import TEMPLATE_RULES, apply_template_rules, warn_notes
+from optforge.ranges import Range
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -65,7 +67,7 @@ SECTION_OPTIONS: Mapping[str, str] = {
 }
 CONTEXT_KEYS: tuple[str, ...] = ("steps_per_epoch", "total_steps")
 TEMPLATE_KEYS: tuple[str, ...] = ("name", "class_name", "args")
-TEMPLATE_DOCUMENT_KEYS: tuple[str, ...] = ("epoch_scheduler", "iter_scheduler")
+TEMPLATE_DOCUMENT_KEYS: tuple[str, ...] = TEMPLATE_SCHEDULER_KEYS
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,7 @@ def is_named_section(section: Any) -> bool:
         (True, False)
     """
     section = to_plain(section) if type(section).__module__.startswith("omegaconf") else section
-    if not isinstance(section, Mapping):
-        return False
-    if any(isinstance(section.get(key), str) for key in ("name", "class_name")):
-        return True
-    return bool(section) and all(key in TEMPLATE_DOCUMENT_KEYS for key in section)
+    return isinstance(read_schedule_section(section), NamedScheduler | TemplateSchedulers)
 
 
 def _positive(name: str, value: Any, path: str, problems: list[tuple[str, str]]) -> int | None:
@@ -291,9 +289,9 @@ def _check_options(
                 (format_path(path, "warmup_steps"), f"expected a whole number >= 1 (or a length), got {steps!r}")
             )
         out["warmup_steps"] = steps
-        factor = out.get("warmup_start_factor", 0.0)
-        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0.0 <= factor <= 1.0:
-            problems.append((format_path(path, "warmup_start_factor"), f"must be in [0, 1], got {factor!r}"))
+        factor, unit = out.get("warmup_start_factor", 0.0), Range(0, 1, high_open=False)
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or unit.outside(factor):
+            problems.append((format_path(path, "warmup_start_factor"), f"must be {unit.text()}, got {factor!r}"))
         if out.get("warmup_per", "metric") not in ("step", "metric"):
             problems.append((where["warmup_per"], f"expected step or metric, got {out['warmup_per']!r}"))
     return out
@@ -328,7 +326,6 @@ def load_checkpoint(scheduler: Any, file: str | os.PathLike[str], path: str, arg
     Raises:
         ConfigError: when the file is missing, unreadable, or the state of another scheduler.
     """
-    from optforge.scheduler import ScheduleChangedWarning
 
     location = Path(file)
     if not location.is_file():

@@ -48,6 +48,7 @@ import torch
 from torch.optim import Optimizer
 
 from optforge.registry import has_train_eval_modes
+from optforge.torch_internals import optimizer_hooks, set_up_without_groups
 
 __all__ = ["CompositeOptimizer"]
 
@@ -169,9 +170,7 @@ class CompositeOptimizer(Optimizer):
         self._setup(parts)
 
     def _setup(self, parts: dict[str, Optimizer]) -> None:
-        # What Optimizer.__init__ sets up, without groups of its own: the groups are the parts'.
-        Optimizer.__setstate__(self, {"defaults": {}, "state": {}, "param_groups": []})
-        self._warned_capturable_if_run_uncaptured = True
+        set_up_without_groups(self)  # what Optimizer.__init__ sets up; the groups are the parts'.
         self.parts: dict[str, Optimizer] = parts
         self._owners: dict[torch.Tensor, str] = {}
         self.state = _PartsState(self)  # type: ignore[assignment]
@@ -266,7 +265,7 @@ class CompositeOptimizer(Optimizer):
         each group keeps its ``"part"``; what a part's own state dict holds besides
         ``state`` and ``param_groups`` is kept under ``"parts"``.
         """
-        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+        for pre_hook in optimizer_hooks(self, "state_dict_pre"):
             pre_hook(self)
         state: dict[Any, Any] = {}
         groups: list[dict[str, Any]] = []
@@ -288,7 +287,7 @@ class CompositeOptimizer(Optimizer):
         state_dict: dict[str, Any] = {"state": state, "param_groups": groups}
         if extras:
             state_dict["parts"] = extras
-        for post_hook in self._optimizer_state_dict_post_hooks.values():
+        for post_hook in optimizer_hooks(self, "state_dict_post"):
             result = post_hook(self, state_dict)
             if result is not None:
                 state_dict = result
@@ -303,7 +302,7 @@ class CompositeOptimizer(Optimizer):
                 other groups, other group sizes); nothing is changed then.
         """
         state_dict = dict(state_dict)
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+        for pre_hook in optimizer_hooks(self, "load_state_dict_pre"):
             result = pre_hook(self, state_dict)
             if result is not None:
                 state_dict = result
@@ -335,7 +334,7 @@ class CompositeOptimizer(Optimizer):
             self._sync()
             raise
         self._sync()
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+        for post_hook in optimizer_hooks(self, "load_state_dict_post"):
             post_hook(self)
 
     def __repr__(self) -> str:

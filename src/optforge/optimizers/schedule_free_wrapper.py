@@ -22,6 +22,7 @@ from optforge.optimizers._fused import StepPath
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 from optforge.ranges import OPEN_UNIT
 from optforge.state_check import check_state_dict
+from optforge.torch_internals import restore_state
 
 __all__ = ["ScheduleFreeWrapper"]
 
@@ -117,7 +118,7 @@ class ScheduleFreeWrapper(ScheduleFreeOptimizer):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        Optimizer.__setstate__(self, state)
+        restore_state(self, state)
         if "base" in state:
             self._share()
 

@@ -1,0 +1,68 @@
+"""Every piece of torch's private API optforge reads (``optforge.torch_internals``) is still there.
+
+When one of these fails after a torch upgrade, the helper it names needs a new way in;
+nothing else in optforge reaches into torch's private attributes.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from optforge import torch_internals
+
+
+def _optimizer() -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+
+
+def test_the_hook_tables_are_the_ones_the_public_registration_fills() -> None:
+    optimizer = _optimizer()
+    calls = []
+    registrations = {
+        "state_dict_pre": optimizer.register_state_dict_pre_hook,
+        "state_dict_post": optimizer.register_state_dict_post_hook,
+        "load_state_dict_pre": optimizer.register_load_state_dict_pre_hook,
+        "load_state_dict_post": optimizer.register_load_state_dict_post_hook,
+    }
+    assert set(registrations) == set(torch_internals.HOOK_TABLES)
+    for kind, register in registrations.items():
+        hook = lambda *args, kind=kind: calls.append(kind)  # noqa: E731
+        register(hook)
+        assert list(torch_internals.optimizer_hooks(optimizer, kind)) == [hook]
+
+
+def test_setting_up_without_groups_gives_a_working_empty_optimizer() -> None:
+    optimizer = torch.optim.Optimizer.__new__(torch.optim.SGD)
+    torch_internals.set_up_without_groups(optimizer)
+    assert optimizer.param_groups == []
+    assert optimizer.state == {}
+    assert optimizer._warned_capturable_if_run_uncaptured  # what Optimizer's capturable check reads
+    assert "_warned_capturable_if_run_uncaptured" in inspect.getsource(torch.optim.Optimizer)
+    handle = optimizer.register_step_pre_hook(lambda *args: None)  # the hook tables exist
+    handle.remove()
+    for kind in torch_internals.HOOK_TABLES:
+        assert list(torch_internals.optimizer_hooks(optimizer, kind)) == []
+
+
+def test_restoring_state_keeps_the_groups_and_the_bookkeeping() -> None:
+    optimizer = _optimizer()
+    state = optimizer.__getstate__()
+    copy = torch.optim.Optimizer.__new__(torch.optim.SGD)
+    torch_internals.restore_state(copy, state)
+    assert copy.param_groups == optimizer.param_groups
+    copy.register_load_state_dict_post_hook(lambda *args: None)
+
+
+def test_the_unguarded_add_param_group_adds_a_group() -> None:
+    plain = torch_internals.unguarded_add_param_group()
+    assert plain is not None, "torch no longer wraps add_param_group: the helper may return None now"
+    optimizer = _optimizer()
+    plain(optimizer, {"params": [torch.nn.Parameter(torch.zeros(1))]})
+    assert len(optimizer.param_groups) == 2
+
+
+def test_lr_scheduler_step_with_an_epoch_reads_the_closed_form_method() -> None:
+    assert torch_internals.CLOSED_FORM_METHOD in inspect.getsource(LRScheduler.step)
