@@ -488,3 +488,21 @@ def test_ddp_ranks_skip_together_and_keep_the_same_ema(tmp_path) -> None:
     assert list(results[0]["ema"]) == list(net().state_dict())  # the wrapped model's names, no "module."
     for name, value in results[0]["ema"].items():
         assert torch.equal(value, results[1]["ema"][name])
+
+
+@pytest.mark.parametrize("build_one", [optforge.build, optforge.build_optimizer], ids=["build", "build_optimizer"])
+def test_a_composite_lists_its_parts_and_around_step_problems_in_one_error(build_one: object) -> None:
+    config = {
+        "optimizer": [
+            {"part": "first", "name": "SGD", "lr": -1.0, "params": {"match": "0.*"}},
+            {"part": "rest", "name": "SGD", "lr": 0.1},
+        ],
+        "clip_grad": {"max_norm": -1.0},
+        "ema": {"decay": 2.0},
+    }
+    with pytest.raises(ConfigError) as caught:
+        build_one(net(), config)  # type: ignore[operator]
+    paths = [path for path, _ in caught.value.problems]
+    assert any(path.startswith("optimizer[0]") for path in paths), paths
+    assert any(path.startswith("clip_grad") for path in paths), paths
+    assert any(path.startswith("ema") for path in paths), paths

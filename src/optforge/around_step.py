@@ -64,10 +64,16 @@ __all__ = [
     "STATE_KEY",
     "StepStats",
     "attach",
+    "clip_gradients",
     "describe",
     "ema_decay",
     "ema_model",
+    "paused",
+    "release_clipping",
+    "restore_saved_state",
+    "saved_state",
     "scheduler_advances",
+    "seen_steps",
     "step_stats",
     "use_ema",
 ]
@@ -147,6 +153,7 @@ class _Around:
         self._held: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._groups: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self._loaded: dict[str, Any] | None = None
+        self.paused = False  # steps taken meanwhile change nothing here (torch's zero-gradient step)
         if isinstance(model_or_params, nn.parallel.DistributedDataParallel):
             model_or_params = model_or_params.module  # the average is of the model DDP wraps
         self.model = model_or_params if isinstance(model_or_params, nn.Module) else None
@@ -197,6 +204,8 @@ class _Around:
     @torch.no_grad()
     def pre_step(self, optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._restore_held()  # a step that raised after a skip
+        if self.paused:
+            return
         clip, skip = self.config.clip_grad, self.config.skip_nonfinite
         if clip is None and not skip:
             return
@@ -241,6 +250,8 @@ class _Around:
         if self._held:
             self._restore_held()
             self.skipped += 1
+            return
+        if self.paused:
             return
         self.steps += 1
         ema = self.config.ema
@@ -487,3 +498,88 @@ def scheduler_advances(scheduler: Any) -> bool:
         return False
     around.seen = (around.steps, around.skipped)
     return True
+
+
+def saved_state(optimizer: Any) -> dict[str, Any] | None:
+    """The around-step state to save (``steps``, ``skipped``, ``ema``: the live EMA tensors by name), or ``None``."""
+    around = _around(optimizer)
+    if around is None:
+        return None
+    return {"steps": around.steps, "skipped": around.skipped, "ema": around._ema_state()}
+
+
+@torch.no_grad()
+def restore_saved_state(optimizer: Any, saved: dict[str, Any], seen: tuple[int, int] | None = None) -> None:
+    """Put a :func:`saved_state` (its EMA tensors shaped as the live ones) into ``optimizer``.
+
+    ``seen`` is what the scheduler last saw, ``(steps, skipped)`` unless given.
+    """
+    around = _require(optimizer, "restore_saved_state")
+    own = around._ema_state()
+    if set(saved["ema"]) != set(own):
+        raise ValueError(f"the saved EMA does not match this optimizer's (saved {sorted(saved['ema'])[:5]})")
+    for name, tensor in own.items():
+        tensor.copy_(saved["ema"][name])
+    around.steps, around.skipped = int(saved["steps"]), int(saved["skipped"])
+    around.seen = (around.steps, around.skipped) if seen is None else seen
+
+
+def seen_steps(optimizer: Any) -> tuple[int, int] | None:
+    """The ``(steps, skipped)`` that optforge's scheduler last saw, or ``None`` without around-step state."""
+    around = _around(optimizer)
+    return None if around is None else around.seen
+
+
+@contextlib.contextmanager
+def paused(optimizer: Any) -> Iterator[None]:
+    """Steps taken inside the block are not clipped, skipped, counted or averaged."""
+    around = _around(optimizer)
+    if around is None or around.paused:
+        yield
+        return
+    around.paused = True
+    try:
+        yield
+    finally:
+        around.paused = False
+
+
+def release_clipping(optimizer: Any) -> ClipGrad | None:
+    """Stop clipping in ``optimizer``'s step hooks, for a trainer that clips at its own point.
+
+    Returns:
+        The ``clip_grad:`` it had, or ``None``.
+    """
+    around = _around(optimizer)
+    if around is None or around.config.clip_grad is None:
+        return None
+    clip = around.config.clip_grad
+    around.config = around.config.model_copy(update={"clip_grad": None})
+    return clip
+
+
+@torch.no_grad()
+def clip_gradients(optimizer: Any, clip: ClipGrad, params: list[torch.Tensor] | None = None) -> None:
+    """Clip the gradients of ``params`` (default: ``optimizer``'s) as ``clip`` says, each part on its own
+    with ``per_part``; the norm before clipping goes to :func:`step_stats` when the optimizer has one."""
+    if clip.per_part:
+        parts = {name: _with_grads(part.param_groups) for name, part in optimizer.parts.items()}
+    else:
+        parts = {"": [p for p in params if p.grad is not None] if params else _with_grads(optimizer.param_groups)}
+    parts = {name: part for name, part in parts.items() if part}
+    norm_type = clip.norm_type if clip.mode == "max_norm" else 2.0
+    totals = {
+        name: torch.nn.utils.get_total_norm(
+            [p.grad for p in part], norm_type, error_if_nonfinite=clip.error_if_nonfinite
+        )
+        for name, part in parts.items()
+    }
+    for name, part in parts.items():
+        _clip_(clip, part, totals[name])
+    around = _around(optimizer)
+    if around is not None:
+        around.grad_norm = totals if clip.per_part else totals.get("")
+
+
+def _with_grads(groups: list[dict[str, Any]]) -> list[torch.Tensor]:
+    return [p for group in groups for p in group["params"] if p.grad is not None]

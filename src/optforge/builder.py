@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import torch
 
@@ -38,7 +38,7 @@ from optforge.config import (
 )
 from optforge.config_source import read_config
 from optforge.construct import build_from_spec
-from optforge.errors import format_path
+from optforge.errors import ConfigError, format_path
 from optforge.param_groups import group_schedules, parse_rules
 from optforge.scheduler import LRShim, build_scheduler, check_schedule_section
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
@@ -114,10 +114,10 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
     config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
-        around = _composite_around_step(document)
-        return attach(
-            build_composite(model_or_params, document["optimizer"], document=document), around, model_or_params
+        optimizer, around = _with_around_step(
+            document, lambda: build_composite(model_or_params, document["optimizer"], document=document)
         )
+        return attach(optimizer, around, model_or_params)
     resolved = resolve(config)
     spec = resolved.spec
     assert spec is not None  # a list of parts is a composite, built above
@@ -173,8 +173,9 @@ def build(
     config = read_config(config)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
-        around = _composite_around_step(document)
-        optimizer, scheduler = build_composite_and_scheduler(model_or_params, document, **run)
+        (optimizer, scheduler), around = _with_around_step(
+            document, lambda: build_composite_and_scheduler(model_or_params, document, **run)
+        )
     else:
         resolved = resolve(config)
         around = resolved.document.around_step
@@ -183,12 +184,20 @@ def build(
     return attach(optimizer, around, model_or_params), scheduler
 
 
-def _composite_around_step(document: Mapping[str, Any]) -> AroundStep:
-    """The ``clip_grad:``, ``ema:`` and ``skip_nonfinite:`` of a composite's document."""
+_Built = TypeVar("_Built")
+
+
+def _with_around_step(document: Mapping[str, Any], build_parts: Callable[[], _Built]) -> tuple[_Built, AroundStep]:
+    """What ``build_parts`` builds, and the ``clip_grad:``, ``ema:`` and ``skip_nonfinite:`` of a composite's
+    document; one :class:`ConfigError` lists the problems of both."""
     problems = Problems()
     around = read_around_step(document, problems)
+    try:
+        built = build_parts()
+    except ConfigError as err:
+        raise ConfigError.from_problems([*err.problems, *problems.items]) from None
     problems.raise_if_any()
-    return around
+    return built, around
 
 
 def build_spec(

@@ -14,6 +14,9 @@ file, a state the optimizer or scheduler refuses) the model, the optimizer and
 the scheduler are left exactly as they were, and :class:`~optforge.CheckpointError`
 says why in its first line.
 
+With ``clip_grad:``, ``ema:`` or ``skip_nonfinite:``, the step counts and the
+EMA weights are saved and loaded with the rest (the ``around_step`` entry).
+
 Schedule-Free optimizers hold the gradient point ``y`` in their parameters while
 training and the average ``x`` in eval mode. :func:`save_checkpoint` saves them
 in eval mode, so the saved model weights are the ones to evaluate, and
@@ -50,6 +53,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from optforge.around_step import paused, restore_saved_state, saved_state, seen_steps
 from optforge.errors import CheckpointError, ConfigError, format_path
 from optforge.registry import has_train_eval_modes
 
@@ -70,6 +74,8 @@ __all__ = [
 
 # Key under which the checkpoint records what it needs besides the state dicts.
 _META = "optforge"
+# Key of what runs around the step: the step counts and the EMA weights.
+_AROUND = "around_step"
 
 
 def zero_factory(spec: OptimizerSpec) -> Callable[..., Optimizer]:
@@ -176,7 +182,8 @@ def _steppable(optimizer: Optimizer, *, restore: bool) -> Iterator[list[dict[str
     if not stepped:
         optimizer.state.clear()
     try:
-        yield None if stepped else settings
+        with paused(optimizer):  # that step counts for nothing around the step
+            yield None if stepped else settings
     finally:
         if switch:
             # The zero-gradient step made z equal to the parameters, so y == x and
@@ -245,8 +252,12 @@ def save_checkpoint(
                     "schedule_free_train_mode": was_training,
                     "stepped": pristine is None,
                     "optimizer": type(optimizer).__name__,
+                    _AROUND: _around_kind(optimizer),
                 },
             }
+            around = saved_state(optimizer)
+            if around is not None:
+                state[_AROUND] = around
             if scheduler is not None:
                 state["scheduler"] = scheduler.state_dict()
             with _single_process_quietly(), _as_checkpoint_error("save", checkpoint_dir):
@@ -254,6 +265,27 @@ def save_checkpoint(
     finally:
         if switch:
             set_schedule_free_mode(optimizer, True)
+
+
+def _around_kind(optimizer: Optimizer) -> str:
+    """What the optimizer keeps around the step: ``"ema"`` (EMA weights and step counts), ``"counts"`` or ``""``."""
+    around = saved_state(optimizer)
+    if around is None:
+        return ""
+    return "ema" if around["ema"] else "counts"
+
+
+def _check_around(saved: str, live: str) -> None:
+    if live == "ema" and saved != "ema":
+        raise ValueError(
+            "the checkpoint holds no EMA weights, but this optimizer has ema: in its config; "
+            "build it without ema: to load this checkpoint (the EMA can start afresh after the load)"
+        )
+    if saved == "ema" and live != "ema":
+        raise ValueError(
+            "the checkpoint holds EMA weights, but this optimizer was built without ema:; "
+            "build it with the ema: of the run that saved it"
+        )
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -358,6 +390,7 @@ class _Snapshot:
     model: list[tuple[torch.Tensor, torch.Tensor]]
     optimizers: list[_OptimizerSnapshot]
     scheduler: tuple[Any, dict[str, Any]] | None
+    around: tuple[Optimizer, dict[str, Any], tuple[int, int]] | None = None
 
     @classmethod
     def take(cls, model: nn.Module, optimizer: Optimizer, scheduler: Any) -> _Snapshot:
@@ -368,7 +401,9 @@ class _Snapshot:
         if isinstance(base, Optimizer):
             optimizers.append(base)
         sched = None if scheduler is None else (scheduler, dict(scheduler.__dict__))
-        return cls(tensors, [_OptimizerSnapshot.take(opt) for opt in optimizers], sched)
+        around, seen = saved_state(optimizer), seen_steps(optimizer)
+        kept = None if around is None or seen is None else (optimizer, _fresh(around), seen)
+        return cls(tensors, [_OptimizerSnapshot.take(opt) for opt in optimizers], sched, kept)
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -380,6 +415,8 @@ class _Snapshot:
             scheduler, attributes = self.scheduler
             scheduler.__dict__.clear()
             scheduler.__dict__.update(attributes)
+        if self.around is not None:
+            restore_saved_state(*self.around)
 
 
 def _read(
@@ -391,12 +428,14 @@ def _read(
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     # What the checkpoint holds, before reading it all (checkpoints of older versions lack the optimizer's name).
-    meta = {_META: {"schedule_free_train_mode": False, "stepped": True, "optimizer": ""}}
+    meta = {_META: {"schedule_free_train_mode": False, "stepped": True, "optimizer": "", _AROUND: ""}}
     with _single_process_quietly():
         dcp.load(meta, checkpoint_id=os.fspath(checkpoint_dir), planner=DefaultLoadPlanner(allow_partial_load=True))
     saved, live = meta[_META]["optimizer"], type(optimizer).__name__
     if saved and saved != live:
         raise ValueError(f"the checkpoint holds the state of optimizer {saved}, not {live}")
+    saved_around = meta[_META][_AROUND]
+    _check_around(saved_around, _around_kind(optimizer))
     with _steppable(optimizer, restore=True):
         model_state, optimizer_state = get_state_dict(model, optimizer)
         state: dict[str, Any] = {
@@ -406,6 +445,9 @@ def _read(
         }
     if scheduler is not None:
         state["scheduler"] = _fresh(scheduler.state_dict())
+    around = saved_state(optimizer)
+    if saved_around and around is not None:
+        state[_AROUND] = _fresh(around)
     with _single_process_quietly():
         dcp.load(state, checkpoint_id=os.fspath(checkpoint_dir))
     return state
@@ -422,9 +464,12 @@ def _commit(state: dict[str, Any], model: nn.Module, optimizer: Optimizer, sched
         if is_schedule_free(optimizer):
             for group in optimizer.param_groups:
                 group["train_mode"] = True
-    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
+    with paused(optimizer):
+        set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
     if not state[_META]["stepped"]:
         optimizer.state.clear()  # saved before its first step: no state yet
+    if _AROUND in state:
+        restore_saved_state(optimizer, state[_AROUND])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     set_model_state_dict(model, state["model"])

@@ -140,3 +140,81 @@ def test_resuming_from_an_epoch_checkpoint_reproduces_the_run(tmp_path: Path) ->
     assert [s for s in resumed.seen if s[0] == "train"] == [s for s in whole.seen if s[0] == "train"][4:]
     torch.testing.assert_close(resumed.net.weight, whole.net.weight, rtol=0, atol=0)
     torch.testing.assert_close(resumed.net.bias, whole.net.bias, rtol=0, atol=0)
+
+
+def _weights(module: Regression) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.net.parameters()]
+
+
+@pytest.mark.parametrize(
+    ("clip_grad", "trainer_clipping"),
+    [
+        ({"max_norm": 0.05}, {"gradient_clip_val": 0.05}),
+        ({"max_value": 0.01}, {"gradient_clip_val": 0.01, "gradient_clip_algorithm": "value"}),
+    ],
+    ids=["max_norm", "max_value"],
+)
+def test_clip_grad_clips_as_the_trainer_does(tmp_path: Path, clip_grad: dict, trainer_clipping: dict) -> None:
+    """Under automatic optimization, clip_grad: is Lightning's own clipping, applied once."""
+    ours = Regression({**CONFIG, "clip_grad": clip_grad})
+    trainer(tmp_path / "ours", limit_val_batches=0).fit(ours)
+    lightnings = Regression(CONFIG)
+    trainer(tmp_path / "lightning", limit_val_batches=0, **trainer_clipping).fit(lightnings)
+    unclipped = Regression(CONFIG)
+    trainer(tmp_path / "none", limit_val_batches=0).fit(unclipped)
+    torch.testing.assert_close(_weights(ours), _weights(lightnings), rtol=0, atol=0)
+    assert not torch.equal(_weights(ours)[0], _weights(unclipped)[0])
+
+
+class Checked(Regression):
+    """Records the gradients' norm right after Lightning's clipping."""
+
+    def __init__(self, config: Any, norm_type: float) -> None:
+        super().__init__(config)
+        self.norm_type, self.norms = norm_type, []
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        settings = configure_optimizers(self, self.config)
+        clip = self.configure_gradient_clipping
+
+        def checked(optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
+            clip(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            grads = [p.grad for p in self.net.parameters()]
+            self.norms.append(float(torch.nn.utils.get_total_norm(grads, self.norm_type)))
+
+        self.configure_gradient_clipping = checked  # type: ignore[method-assign]
+        return settings
+
+
+@pytest.mark.parametrize(
+    ("clip_grad", "norm_type", "most"),
+    [
+        ({"max_norm": 0.05, "norm_type": float("inf")}, float("inf"), 0.05),
+        ({"agc": 0.001}, 2.0, 0.01),
+    ],
+    ids=["inf-norm", "agc"],
+)
+def test_clipping_lightning_has_no_setting_for_runs_at_lightnings_point(
+    tmp_path: Path, clip_grad: dict, norm_type: float, most: float
+) -> None:
+    module = Checked({**CONFIG, "clip_grad": clip_grad}, norm_type)
+    trainer(tmp_path, limit_val_batches=0, max_epochs=1).fit(module)
+    assert len(module.norms) == 4
+    assert max(module.norms) <= most + 1e-6
+    assert optforge.step_stats(module.trainer.optimizers[0]).grad_norm > most
+
+
+def test_clip_grad_and_trainer_clipping_together_are_refused(tmp_path: Path) -> None:
+    module = Regression({**CONFIG, "clip_grad": {"max_norm": 0.05}})
+    with pytest.raises(optforge.ConfigError, match="gradient_clip_val"):
+        trainer(tmp_path, limit_val_batches=0, gradient_clip_val=0.05).fit(module)
+
+
+def test_a_module_clipping_on_its_own_is_refused_clip_grad() -> None:
+    class OwnClipping(Regression):
+        def configure_gradient_clipping(self, optimizer: Any, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    config = {**CONFIG, "clip_grad": {"max_norm": 1.0}}
+    with pytest.raises(optforge.ConfigError, match="configure_gradient_clipping"):
+        configure_optimizers(OwnClipping(config), config)

@@ -20,12 +20,16 @@ Example:
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
+from optforge.around_step import clip_gradients, release_clipping
 from optforge.builder import build
+from optforge.config import ClipGrad
 from optforge.config_source import load_config
 from optforge.distributed import schedule_free_training, set_schedule_free_mode
 from optforge.errors import ConfigError
@@ -52,13 +56,27 @@ def configure_optimizers(module: nn.Module, config: Any, *, params: Any = None) 
         ``monitor`` metric Lightning steps it with.
 
     Raises:
-        ConfigError: for a bad config, or a metric-driven scheduler without ``monitor``.
+        ConfigError: for a bad config, a metric-driven scheduler without ``monitor``,
+            or ``clip_grad:`` beside Lightning's own clipping.
+
+    With automatic optimization, ``clip_grad:`` is Lightning's clipping: after
+    ``backward`` (and the unscaling under AMP, and the accumulated micro-batches),
+    after ``on_before_optimizer_step``, before the step. The 2-norm and ``max_value``
+    go through ``LightningModule.clip_gradients``, as ``Trainer(gradient_clip_val=...)``
+    does; other norms, ``agc`` and ``per_part`` clip the same parameters with
+    optforge's own code. It is set on the module's ``configure_gradient_clipping``,
+    so a module that overrides it, or a ``Trainer`` given ``gradient_clip_val``,
+    is refused.
 
     Schedules count optimizer steps; for a schedule over the whole run, put the
     run's length in the config (``schedule: {lr: ..., total_steps: ...}``, e.g.
     from ``self.trainer.estimated_stepping_batches``).
     """
     optimizer, scheduler = build(module if params is None else params, config)
+    if isinstance(module, pl.LightningModule) and module.automatic_optimization:
+        clip = release_clipping(optimizer)
+        if clip is not None:
+            _clip_in_lightning(module, clip)
     section = load_config(config).get("schedule")
     options = section_options(section)
     settings: dict[str, Any] = {
@@ -76,6 +94,51 @@ def configure_optimizers(module: nn.Module, config: Any, *, params: Any = None) 
             )
         settings.update(monitor=options["monitor"], reduce_on_plateau=True)
     return {"optimizer": optimizer, "lr_scheduler": settings}
+
+
+def _trainer_clipping(module: pl.LightningModule) -> Any:
+    trainer = module._trainer
+    return None if trainer is None else trainer.gradient_clip_val
+
+
+def _refuse_both(value: Any) -> ConfigError:
+    return ConfigError(
+        f"the config clips the gradients and so does Trainer(gradient_clip_val={value!r}); keep one of them "
+        "(remove clip_grad: from the config, or gradient_clip_val from the Trainer)",
+        path="clip_grad",
+    )
+
+
+def _clip_in_lightning(module: pl.LightningModule, clip: ClipGrad) -> None:
+    """Set ``clip`` as the module's ``configure_gradient_clipping``."""
+    if is_overridden("configure_gradient_clipping", module, pl.LightningModule):
+        raise ConfigError(
+            f"{type(module).__name__} overrides configure_gradient_clipping, where Lightning clips the gradients; "
+            "clip there (self.clip_gradients) and remove clip_grad: from the config, or remove the override",
+            path="clip_grad",
+        )
+    if _trainer_clipping(module) is not None:
+        raise _refuse_both(_trainer_clipping(module))
+    by_lightning = not clip.per_part and (
+        clip.max_value is not None
+        or (clip.max_norm is not None and clip.norm_type == 2.0 and not clip.error_if_nonfinite)
+    )
+
+    def configure_gradient_clipping(
+        self: pl.LightningModule,
+        optimizer: Any,
+        gradient_clip_val: Any = None,
+        gradient_clip_algorithm: Any = None,
+    ) -> None:
+        if gradient_clip_val is not None:
+            raise _refuse_both(gradient_clip_val)
+        if by_lightning:
+            value, algorithm = (clip.max_norm, "norm") if clip.max_value is None else (clip.max_value, "value")
+            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
+        else:
+            clip_gradients(optimizer, clip, list(self.trainer.precision_plugin.main_params(optimizer)))
+
+    module.configure_gradient_clipping = types.MethodType(configure_gradient_clipping, module)  # type: ignore[method-assign]
 
 
 class ScheduleFreeCallback(pl.Callback):
