@@ -215,22 +215,11 @@ class _Around:
                 "but a closure makes them inside it; call optimizer.step() without a closure"
             )
         per_part = clip is not None and clip.per_part
-        parts = optimizer.parts if per_part else {"": optimizer}  # type: ignore[attr-defined]
-        by_part = {
-            name: [p for group in part.param_groups for p in group["params"] if p.grad is not None]
-            for name, part in parts.items()
-        }
-        by_part = {name: params for name, params in by_part.items() if params}
+        by_part = _grads_by_part(optimizer, per_part)
         if not by_part:
             self.grad_norm = None
             return
-        by_norm = clip is not None and clip.mode == "max_norm"
-        norm_type = clip.norm_type if clip is not None and by_norm else 2.0
-        error = bool(clip is not None and clip.error_if_nonfinite)
-        totals = {
-            name: torch.nn.utils.get_total_norm([p.grad for p in params], norm_type, error_if_nonfinite=error)
-            for name, params in by_part.items()
-        }
+        totals = _total_norms(by_part, clip)
         self.grad_norm = totals if per_part else totals[""]
         params = [p for part in by_part.values() for p in part]
         finite = all(bool(torch.isfinite(total)) for total in totals.values())
@@ -562,18 +551,8 @@ def release_clipping(optimizer: Any) -> ClipGrad | None:
 def clip_gradients(optimizer: Any, clip: ClipGrad, params: list[torch.Tensor] | None = None) -> None:
     """Clip the gradients of ``params`` (default: ``optimizer``'s) as ``clip`` says, each part on its own
     with ``per_part``; the norm before clipping goes to :func:`step_stats` when the optimizer has one."""
-    if clip.per_part:
-        parts = {name: _with_grads(part.param_groups) for name, part in optimizer.parts.items()}
-    else:
-        parts = {"": [p for p in params if p.grad is not None] if params else _with_grads(optimizer.param_groups)}
-    parts = {name: part for name, part in parts.items() if part}
-    norm_type = clip.norm_type if clip.mode == "max_norm" else 2.0
-    totals = {
-        name: torch.nn.utils.get_total_norm(
-            [p.grad for p in part], norm_type, error_if_nonfinite=clip.error_if_nonfinite
-        )
-        for name, part in parts.items()
-    }
+    parts = _grads_by_part(optimizer, clip.per_part, params)
+    totals = _total_norms(parts, clip)
     for name, part in parts.items():
         _clip_(clip, part, totals[name])
     around = _around(optimizer)
@@ -583,3 +562,25 @@ def clip_gradients(optimizer: Any, clip: ClipGrad, params: list[torch.Tensor] | 
 
 def _with_grads(groups: list[dict[str, Any]]) -> list[torch.Tensor]:
     return [p for group in groups for p in group["params"] if p.grad is not None]
+
+
+def _grads_by_part(
+    optimizer: Any, per_part: bool, params: list[torch.Tensor] | None = None
+) -> dict[str, list[torch.Tensor]]:
+    """The parameters with a gradient, by part of a composite with ``per_part`` (else all under ``""``:
+    ``params``, or the optimizer's); parts without any are left out."""
+    if per_part:
+        parts = {name: _with_grads(part.param_groups) for name, part in optimizer.parts.items()}
+    else:
+        parts = {"": [p for p in params if p.grad is not None] if params else _with_grads(optimizer.param_groups)}
+    return {name: part for name, part in parts.items() if part}
+
+
+def _total_norms(parts: dict[str, list[torch.Tensor]], clip: ClipGrad | None) -> dict[str, torch.Tensor]:
+    """Each part's total gradient norm: of ``clip``'s ``norm_type`` when it clips by norm, else the 2-norm."""
+    norm_type = clip.norm_type if clip is not None and clip.mode == "max_norm" else 2.0
+    error = bool(clip is not None and clip.error_if_nonfinite)
+    return {
+        name: torch.nn.utils.get_total_norm([p.grad for p in part], norm_type, error_if_nonfinite=error)
+        for name, part in parts.items()
+    }

@@ -83,6 +83,19 @@ def train(
     set_schedule_free_mode(optimizer, False)
 
 
+def train_for_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> None:
+    """``steps`` MSE steps on :func:`data`, stepping the scheduler; ends in train mode with no gradients,
+    as a run does just before it saves a checkpoint."""
+    x, y = data()
+    set_schedule_free_mode(optimizer, True)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def full_params(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter, gathered whole when sharded (DTensor), detached and cloned."""
     out = {}

@@ -11,8 +11,8 @@ from torch import nn
 
 import optforge
 from optforge import CheckpointError
-from optforge.distributed import load_checkpoint, save_checkpoint, set_schedule_free_mode
-from tests.integrations._common import CONFIGS, data
+from optforge.distributed import load_checkpoint, save_checkpoint
+from tests.integrations._common import CONFIGS, train_for_checkpoint
 from tests.integrations.test_checkpoint_faults import _data_file, _live, _truncate
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
@@ -30,17 +30,6 @@ def _build(model: nn.Module, name: str = "AdamW", **around: Any) -> tuple[torch.
     return optforge.build(model, {"optimizer": CONFIGS[name], "schedule": schedule, **around})
 
 
-def _train(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> None:
-    x, y = data()
-    set_schedule_free_mode(optimizer, True)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        nn.functional.mse_loss(model(x), y).backward()
-        optimizer.step()
-        scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
 def _around(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     stats = optforge.step_stats(optimizer)
     ema = optforge.ema_model(optimizer)
@@ -53,7 +42,7 @@ def _run(
 ) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
     model = _model(seed)
     optimizer, scheduler = _build(model, name, **around)
-    _train(model, optimizer, scheduler, steps)
+    train_for_checkpoint(model, optimizer, scheduler, steps)
     return model, optimizer, scheduler
 
 
@@ -62,7 +51,7 @@ def _run(
 def test_ema_and_step_counts_round_trip(tmp_path: Path, name: str, stepped: bool) -> None:
     model = _model()
     optimizer, scheduler = _build(model, name, ema=EMA, skip_nonfinite=True)
-    _train(model, optimizer, scheduler, 3 if stepped else 0)
+    train_for_checkpoint(model, optimizer, scheduler, 3 if stepped else 0)
     save_checkpoint(tmp_path, model, optimizer, scheduler)
     saved = _around(optimizer)
     target = _run(seed=1, steps=2, name=name, ema=EMA, skip_nonfinite=True)
@@ -71,8 +60,8 @@ def test_ema_and_step_counts_round_trip(tmp_path: Path, name: str, stepped: bool
     assert (loaded["steps"], loaded["skipped"]) == (saved["steps"], saved["skipped"])
     torch.testing.assert_close(loaded["ema"], saved["ema"], rtol=0, atol=0)
     # Training on from the checkpoint gives the run's own EMA.
-    _train(model, optimizer, scheduler, 2)
-    _train(*target, 2)
+    train_for_checkpoint(model, optimizer, scheduler, 2)
+    train_for_checkpoint(*target, 2)
     torch.testing.assert_close(_around(target[1])["ema"], _around(optimizer)["ema"], rtol=1e-6, atol=1e-7)
     assert optforge.step_stats(target[1]).steps == optforge.step_stats(optimizer).steps
 
@@ -109,7 +98,7 @@ def _expect_failure(path: Path, target: tuple[nn.Module, torch.optim.Optimizer, 
 def test_a_checkpoint_without_ema_weights_does_not_load_into_an_optimizer_with_ema(tmp_path: Path) -> None:
     model = _model()
     optimizer, scheduler = _build(model)
-    _train(model, optimizer, scheduler, 3)
+    train_for_checkpoint(model, optimizer, scheduler, 3)
     save_checkpoint(tmp_path, model, optimizer, scheduler)
     _expect_failure(tmp_path, _run(seed=1, steps=2, ema=EMA), "holds no EMA weights")
 

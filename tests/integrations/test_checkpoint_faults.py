@@ -13,9 +13,9 @@ from torch import nn
 
 import optforge
 from optforge import CheckpointError
-from optforge.distributed import load_checkpoint, save_checkpoint, schedule_free_training, set_schedule_free_mode
+from optforge.distributed import load_checkpoint, save_checkpoint, schedule_free_training
 from optforge.scheduler import build_scheduler
-from tests.integrations._common import CONFIGS, data
+from tests.integrations._common import CONFIGS, train_for_checkpoint
 
 NAMES = ["AdamW", "Lion", "AdamWScheduleFree"]
 
@@ -29,17 +29,6 @@ def _build(name: str, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
     optimizer = optforge.build_optimizer(list(model.parameters()), CONFIGS[name])
     peak = optimizer.defaults["lr"]
     return optimizer, build_scheduler(optimizer, {"linear_decay": {"peak_value": peak, "decay_steps": 20}})
-
-
-def _train(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> None:
-    x, y = data()
-    set_schedule_free_mode(optimizer, True)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        nn.functional.mse_loss(model(x), y).backward()
-        optimizer.step()
-        scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def _live(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
@@ -73,7 +62,7 @@ def _assert_unchanged(before: dict[str, Any], after: dict[str, Any]) -> None:
 def _saved(tmp_path: Path, name: str, *, width: int = 6, scheduler: bool = True) -> Path:
     model = _model(width)
     optimizer, sched = _build(name, model)
-    _train(model, optimizer, sched, 3)
+    train_for_checkpoint(model, optimizer, sched, 3)
     path = tmp_path / f"ckpt-{name}-{width}-{scheduler}"
     save_checkpoint(path, model, optimizer, sched if scheduler else None)
     return path
@@ -86,7 +75,7 @@ def _target(name: str, stepped: bool) -> tuple[nn.Module, torch.optim.Optimizer,
             param.add_(0.5)  # other weights than the checkpoint's
     optimizer, scheduler = _build(name, model)
     if stepped:
-        _train(model, optimizer, scheduler, 2)
+        train_for_checkpoint(model, optimizer, scheduler, 2)
     return model, optimizer, scheduler
 
 
@@ -179,7 +168,7 @@ def test_scheduler_refusing_its_state_undoes_the_optimizer_and_model(tmp_path: P
     """The scheduler fails after the optimizer was committed: everything is put back."""
     model = _model()
     optimizer, scheduler = _build(name, model)
-    _train(model, optimizer, scheduler, 3)
+    train_for_checkpoint(model, optimizer, scheduler, 3)
     path = tmp_path / "ckpt"
     save_checkpoint(path, model, optimizer, _CorruptScheduler())  # type: ignore[arg-type]
     _expect_failure(path, _target(name, stepped), r"ConfigError: scheduler\.step: not a scheduler state")
@@ -209,10 +198,10 @@ def test_checkpoint_error_is_an_exception_with_the_cause_first(tmp_path: Path) -
 def test_a_good_load_after_a_failed_one_resumes_exactly(tmp_path: Path, name: str) -> None:
     model = _model()
     optimizer, scheduler = _build(name, model)
-    _train(model, optimizer, scheduler, 3)
+    train_for_checkpoint(model, optimizer, scheduler, 3)
     good = tmp_path / "good"
     save_checkpoint(good, model, optimizer, scheduler)
-    _train(model, optimizer, scheduler, 2)
+    train_for_checkpoint(model, optimizer, scheduler, 2)
     expected = _live(model, optimizer, scheduler)
 
     target = _target(name, stepped=True)
@@ -220,7 +209,7 @@ def test_a_good_load_after_a_failed_one_resumes_exactly(tmp_path: Path, name: st
     with pytest.raises(CheckpointError):
         load_checkpoint(bad, *target)
     load_checkpoint(good, *target)
-    _train(*target, 2)
+    train_for_checkpoint(*target, 2)
     after = _live(*target)
     torch.testing.assert_close(after["model"], expected["model"], rtol=1e-6, atol=1e-7)
     assert after["scheduler"] == expected["scheduler"]
@@ -245,7 +234,7 @@ def test_a_checkpoint_without_the_optimizer_name_still_loads(tmp_path: Path) -> 
 
     model = _model()
     optimizer, scheduler = _build("AdamW", model)
-    _train(model, optimizer, scheduler, 3)
+    train_for_checkpoint(model, optimizer, scheduler, 3)
     model_state, optimizer_state = get_state_dict(model, optimizer)
     state = {
         "model": model_state,
