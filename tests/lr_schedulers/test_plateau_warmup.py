@@ -11,7 +11,7 @@ import torch
 from optforge.errors import ConfigError
 from optforge.lr_schedulers import MetricMissingError, WarmupPlateau
 from optforge.scheduler import build_scheduler
-from tests.lr_schedulers._common import lrs_of, make_optimizer
+from tests.lr_schedulers._common import fit_recording_lrs, lrs_of, make_optimizer
 
 PER_STEP = {"name": "ReduceLROnPlateau", "warmup_steps": 4, "warmup_per": "step", "patience": 0, "factor": 0.5}
 STEPS_PER_EPOCH = 3
@@ -144,48 +144,8 @@ def test_a_bad_warmup_per_is_a_config_error(section: dict[str, Any], path: str, 
 
 
 def test_lightning_steps_the_metric_and_the_module_steps_the_warmup(tmp_path: Any) -> None:
-    pl = pytest.importorskip("lightning.pytorch")
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from optforge.integrations.lightning import configure_optimizers
-
-    data = TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
-    seen: list[float] = []
-
-    class Module(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            seen.append(self.optimizers().param_groups[0]["lr"])
-            return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
-
-        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-            self.lr_schedulers().step()  # the warmup, once per optimizer step
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            self.log("val_loss", torch.tensor(1.0))  # never improves
-
-        def configure_optimizers(self) -> dict[str, Any]:
-            schedule = {**PER_STEP, "warmup_steps": 3, "interval": "epoch", "monitor": "val_loss"}
-            return configure_optimizers(self, {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": schedule})
-
-        def train_dataloader(self) -> DataLoader:
-            return DataLoader(data, batch_size=8)
-
-        def val_dataloader(self) -> DataLoader:
-            return DataLoader(data, batch_size=8)
-
-    trainer = pl.Trainer(
-        max_epochs=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(Module())
+    schedule = {**PER_STEP, "warmup_steps": 3, "interval": "epoch", "monitor": "val_loss"}
+    # the module steps the warmup once per optimizer step; Lightning steps the plateau each epoch
+    seen = fit_recording_lrs(tmp_path, schedule, max_epochs=4, step_each_batch=True, num_sanity_val_steps=0)
     # two optimizer steps an epoch: warmed up over 3 steps; epoch 1's metric is the plateau's best, then halved
     assert seen == pytest.approx([0.0, 0.1 / 3, 0.2 / 3, 0.1, 0.1, 0.1, 0.05, 0.05])

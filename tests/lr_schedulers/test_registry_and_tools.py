@@ -14,7 +14,7 @@ from optforge.errors import ConfigError
 from optforge.lr_schedulers import get_scheduler_entry, unregister_scheduler
 from optforge.scheduler import scheduler_trace
 from optforge.schedules import make_schedule
-from tests.lr_schedulers._common import make_optimizer
+from tests.lr_schedulers._common import fit_recording_lrs, make_optimizer
 
 
 def test_names_are_case_insensitive_and_entries_are_data() -> None:
@@ -123,46 +123,7 @@ def test_lightning_reads_interval_frequency_and_monitor_from_the_section() -> No
 
 
 def test_lightning_fits_with_a_warmup_then_plateau(tmp_path: Any) -> None:
-    pl = pytest.importorskip("lightning.pytorch")
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from optforge.integrations.lightning import configure_optimizers
-
-    data = TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
-    seen: list[float] = []
-
-    class Module(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            seen.append(self.optimizers().param_groups[0]["lr"])
-            return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            self.log("val_loss", torch.tensor(1.0))  # never improves: the plateau cuts the lr
-
-        def configure_optimizers(self) -> dict[str, Any]:
-            schedule = {"name": "ReduceLROnPlateau", "warmup_steps": 2, "patience": 0, "interval": "epoch"}
-            return configure_optimizers(
-                self, {"optimizer": {"name": "SGD", "lr": 0.1}, "schedule": {**schedule, "monitor": "val_loss"}}
-            )
-
-        def train_dataloader(self) -> DataLoader:
-            return DataLoader(data, batch_size=8)
-
-        def val_dataloader(self) -> DataLoader:
-            return DataLoader(data, batch_size=8)
-
-    trainer = pl.Trainer(
-        max_epochs=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(Module())
+    schedule = {"name": "ReduceLROnPlateau", "warmup_steps": 2, "patience": 0, "interval": "epoch"}
+    seen = fit_recording_lrs(tmp_path, {**schedule, "monitor": "val_loss"}, max_epochs=5)
     per_epoch = seen[::2]
     assert per_epoch == pytest.approx([0.0, 0.05, 0.1, 0.1, 0.01])
