@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
 
 import pytest
 import torch
@@ -192,3 +193,21 @@ def test_untyped_defaults_take_what_their_annotation_allows() -> None:
     assert optforge.build_optimizer(model, {"name": "LBFGS", "max_eval": 5}).defaults["max_eval"] == 5
     assert optforge.build_optimizer(model, {"name": "LBFGS", "max_eval": 5.0}).defaults["max_eval"] == 5.0
     assert optforge.build_optimizer(model, {"name": "Lion", "fused": False}).defaults["fused"] is False
+
+
+class _UnhashablyAnnotated(torch.optim.SGD):
+    """An optimizer whose annotation carries unhashable metadata, as a user's might."""
+
+    def __init__(self, params: Any, lr: float = 0.1, steps: Annotated[int | None, ["unhashable"]] = None) -> None:
+        super().__init__(params, lr=lr)
+
+
+def test_an_unhashable_annotation_is_still_checked() -> None:
+    """Default-None arguments are checked against their annotation even when it cannot be hashed."""
+    from optforge.hyperparameters import check_hyperparameters
+    from optforge.registry import OptimizerEntry
+
+    entry = OptimizerEntry("Odd", _UnhashablyAnnotated)
+    assert check_hyperparameters(entry, {"steps": 3}, "optimizer") == {"steps": 3}
+    with pytest.raises(ConfigError, match=r"optimizer\.steps: expected"):
+        check_hyperparameters(entry, {"steps": "abc"}, "optimizer")

@@ -136,13 +136,23 @@ def _convert(value: Any, default: Any, path: str, annotation: str = "") -> Any:
     return value
 
 
-@functools.cache
-def _validator(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+def _new_validator(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
     """A strict checker of values against a signature's annotation (``None`` where pydantic cannot read it)."""
     try:
         return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(strict=True, arbitrary_types_allowed=True))
     except Exception:  # an annotation pydantic cannot build a schema for (a string, a private type)
         return None
+
+
+_cached_validator = functools.cache(_new_validator)
+
+
+def _validator(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    """:func:`_new_validator`, made once per annotation (an unhashable annotation is read each time)."""
+    try:
+        return _cached_validator(annotation)
+    except TypeError:  # Annotated[...] with unhashable metadata
+        return _new_validator(annotation)
 
 
 def _annotated(value: Any, annotation: Any, path: str) -> None:
