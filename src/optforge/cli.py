@@ -295,29 +295,31 @@ def _unbuilt_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of ``document`` that shows without a model: its sections, rules, selectors and schedules."""
     from optforge.builder import resolve
     from optforge.composite import check_parts, composite_document
+    from optforge.config import Problems
     from optforge.scheduler import check_schedule_section
 
     try:
         composite = composite_document(document)
     except ConfigError as error:
         return error.problems
-    names: list[str] | None = None
+    problems, names = Problems(), None
     if composite is None:
         try:
             resolve(document)
-            problems = []
         except ConfigError as error:
-            problems = [*error.problems, *(p for p in _schedule_problems(document) if p not in error.problems)]
+            problems.extend(error)
+            for problem in _schedule_problems(document):
+                problems.add(*problem)
     else:
-        problems = check_parts(composite["optimizer"], document=composite)
+        for problem in check_parts(composite["optimizer"], document=composite):
+            problems.add(*problem)
         parts = [part for part in composite["optimizer"] if isinstance(part, Mapping)]
         names = [str(part.get("part") or part.get("name", "")).lower() for part in parts]
-        try:
+        with problems.collect():
             check_schedule_section(composite.get("schedule"), path="schedule")
-        except ConfigError as error:
-            problems += [problem for problem in error.problems if problem not in problems]
-    schedules = _group_schedule_problems(document.get("schedule"), names)
-    return [*problems, *(problem for problem in schedules if problem not in problems)]
+    for problem in _group_schedule_problems(document.get("schedule"), names):
+        problems.add(*problem)
+    return problems.items
 
 
 def _group_schedule_problems(schedule: Any, parts: Sequence[str] | None) -> list[tuple[str, str]]:
