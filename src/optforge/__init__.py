@@ -51,7 +51,7 @@ if TYPE_CHECKING:
         register_optimizer,
         unregister_optimizer,
     )
-    from optforge.scheduler import LRShim, ScheduleChangedWarning, build_scheduler, scheduler_trace
+    from optforge.scheduler import ClosedFormScheduler, LRShim, ScheduleChangedWarning, build_scheduler, scheduler_trace
     from optforge.schedules import LearningRate, compute_lr, make_schedule, parse_schedule, resolve_schedule
 
 # Each public name and the module that defines it.
@@ -96,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "optimizer_entries": "optforge.registry",
     "register_optimizer": "optforge.registry",
     "unregister_optimizer": "optforge.registry",
+    "ClosedFormScheduler": "optforge.scheduler",
     "LRShim": "optforge.scheduler",
     "ScheduleChangedWarning": "optforge.scheduler",
     "build_scheduler": "optforge.scheduler",
@@ -111,6 +112,7 @@ __all__ = [
     "AdagradConfig",
     "AdamConfig",
     "CheckpointError",
+    "ClosedFormScheduler",
     "CompositeOptimizer",
     "ConfigError",
     "Document",

@@ -40,7 +40,7 @@ from optforge.config_source import read_config
 from optforge.construct import build_from_spec
 from optforge.errors import ConfigError, format_path
 from optforge.param_groups import group_schedules, parse_rules
-from optforge.scheduler import LRShim, build_scheduler, check_schedule_section
+from optforge.scheduler import ClosedFormScheduler, build_scheduler, check_schedule_section
 from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
 __all__ = [
@@ -216,14 +216,15 @@ def build_spec(
     optimizer = build_from_spec(model_or_params, spec)
     per_group = group_schedules(optimizer, spec)  # towers, or rules with their own schedule
     if per_group is not None:
-        return optimizer, LRShim(optimizer, per_group, **run)
+        return optimizer, ClosedFormScheduler(optimizer, per_group, **run)
     if spec.learning_rate is not None:
         shared = {"lr": spec.learning_rate}  # also for groups added later
         if len(optimizer.param_groups) != 1:
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
-            return optimizer, LRShim(optimizer, dict.fromkeys(names, spec.learning_rate), defaults=shared, **run)
+            schedules = dict.fromkeys(names, spec.learning_rate)
+            return optimizer, ClosedFormScheduler(optimizer, schedules, defaults=shared, **run)
         key = spec.schedule_key or "ALL_PARAMS"
-        return optimizer, LRShim(optimizer, {key: spec.learning_rate}, defaults=shared, **run)
+        return optimizer, ClosedFormScheduler(optimizer, {key: spec.learning_rate}, defaults=shared, **run)
     schedule = spec.schedule
     section = read_schedule_section(schedule)
     if isinstance(section, ClosedForm) and section.full_form and section.lr is None:

@@ -30,14 +30,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from optforge._validation import parse_model
-from optforge.config import ClosedForm, MultiTaskLearningRates, OneSchedule, ParamGroupRule, read_schedule_section
+from optforge.config import (
+    DOCUMENT_KEYS,
+    ClosedForm,
+    Document,
+    OneSchedule,
+    Problems,
+    parse_document,
+    read_schedule_section,
+)
 from optforge.config.document import TOWERS_KEY
+from optforge.config.forms.parts import PartSection, is_part_list
 from optforge.config_source import read_config
 from optforge.construct import build_from_spec, check_matrix_params, listed_params, matrix_problem
 from optforge.errors import ConfigError, format_path, unknown_choice
@@ -57,13 +65,11 @@ from optforge.param_groups import (
     rule_matches_nothing,
     uses_rules,
 )
-
-if TYPE_CHECKING:
-    from optforge.spec import OptimizerSpec
+from optforge.scheduler import ClosedFormScheduler, build_scheduler
+from optforge.spec import OptimizerSpec, resolve_section
 
 __all__ = [
-    "PART_KEYS",
-    "SELECTOR_KEYS",
+    "PARTS_PATH",
     "PartPlan",
     "build_composite",
     "build_composite_and_scheduler",
@@ -75,15 +81,8 @@ __all__ = [
     "plan_composite",
 ]
 
-# Keys of a part beside those of a flat or typed optimizer section, with what each does.
-PART_KEYS: dict[str, str] = {
-    "params": "which parameters the part takes: match, regex, module_type, ndim (first part wins; "
-    "a part without it takes the parameters no earlier part took)",
-    "part": "the part's name (default: the optimizer's name in lower case); prefixes its group names",
-}
-
-# Keys of a ``params`` selector (a param-group rule's selectors).
-SELECTOR_KEYS: tuple[str, ...] = ("match", "regex", "module_type", "ndim")
+# The config path of the list of parts.
+PARTS_PATH = "optimizer"
 
 
 @dataclass
@@ -128,93 +127,80 @@ def composite_document(config: Any) -> dict[str, Any] | None:
     if not isinstance(plain, Mapping) or not isinstance(plain.get("optimizer"), (list, tuple)):
         return None
     doc = dict(plain)
-    from optforge.config import DOCUMENT_KEYS
-
     unknown = [key for key in doc if key not in DOCUMENT_KEYS]
     if unknown:
         raise unknown_choice(str(unknown[0]), unknown[0], DOCUMENT_KEYS, what="top-level key")
     return {**doc, "optimizer": list(doc["optimizer"])}
 
 
-def _in_order(problems: list[tuple[str, str]], path: str) -> list[tuple[str, str]]:
-    """The problems once each, by part (``optimizer[0]`` first), those of the whole list last."""
+def _in_order(problems: Problems, parts: Sequence[Any]) -> list[tuple[str, str]]:
+    """The problems in the order of the document: by part (``optimizer[0]`` first) and, within a part, by
+    the key they are about; those of the whole list last."""
 
-    def part_index(problem: tuple[str, str]) -> int:
-        rest = problem[0].removeprefix(path + "[")
-        return int(rest.split("]", 1)[0]) if rest != problem[0] and rest.split("]", 1)[0].isdigit() else 1 << 30
+    def place(problem: tuple[str, str]) -> tuple[int, int]:
+        rest = problem[0].removeprefix(PARTS_PATH + "[")
+        index, _, key = rest.partition("]")
+        if rest == problem[0] or not index.isdigit():
+            return 1 << 30, 0
+        part = parts[int(index)] if int(index) < len(parts) else None
+        keys = [str(name) for name in part] if isinstance(part, Mapping) else []
+        first = key.removeprefix(".").split(".", 1)[0].split("[", 1)[0]
+        return int(index), keys.index(first) if first in keys else len(keys)
 
-    return sorted(dict.fromkeys(problems), key=part_index)
-
-
-def _rebased(err: ConfigError, where: str) -> list[tuple[str, str]]:
-    """The problems of ``err`` with paths under ``optimizer`` moved under ``where``."""
-    moved = []
-    for path, message in err.problems:
-        if path == "optimizer" or path.startswith(("optimizer.", "optimizer[")):
-            path = where + path.removeprefix("optimizer")
-        moved.append((path, message))
-    return moved
+    return sorted(problems.items, key=place)
 
 
-def _resolve_part(section: Mapping[str, Any], where: str, document: Mapping[str, Any]) -> OptimizerSpec:
-    from optforge.spec import resolve_optimizer_spec
+def _composite(parts: Any, document: Mapping[str, Any] | None, problems: Problems) -> Document:
+    """The document of the parts (with the towers of ``document``, which reach every part), parsed."""
+    towers = (document or {}).get(TOWERS_KEY)
+    data = {"optimizer": parts} if towers is None else {"optimizer": parts, TOWERS_KEY: towers}
+    return parse_document(data, problems)
 
-    try:
-        spec = resolve_optimizer_spec({"optimizer": dict(section)})
-    except ConfigError as err:
-        raise ConfigError.from_problems(_rebased(err, where)) from None
+
+def _resolve_part(part: PartSection, document: Document, problems: Problems) -> OptimizerSpec | None:
+    """The part's spec, or ``None`` when its section has problems (noted)."""
+    if part.section is None:
+        return None
+    noted = len(problems.items)
+    spec = resolve_section(part.section, document, problems)
+    if spec is None or len(problems.items) > noted:
+        return None
     # A part with its own schedule (typed form) is outside the towers; the others follow them.
-    towers = None
-    if document.get(TOWERS_KEY) and spec.learning_rate is None:
-        towers = parse_model(MultiTaskLearningRates, document[TOWERS_KEY], TOWERS_KEY)
-    shared = {TOWERS_KEY: document[TOWERS_KEY]} if towers is not None else {}
-    return dataclasses.replace(
-        spec, path=where + spec.path.removeprefix("optimizer"), document=shared, towers=towers, towers_path=TOWERS_KEY
-    )
+    towers = document.towers if spec.learning_rate is None else None
+    shared = {TOWERS_KEY: document.raw[TOWERS_KEY]} if towers is not None else {}
+    spec = dataclasses.replace(spec, document=shared, towers=towers, towers_path=TOWERS_KEY, schedule=None)
+    _part_problems(spec, part.path, problems)
+    return spec
 
 
-def _part_problems(spec: OptimizerSpec, where: str) -> list[tuple[str, str]]:
-    """What keeps a valid optimizer config from being a part of a composite."""
-    entry, problems = spec.entry, []
+def _part_problems(spec: OptimizerSpec, where: str, problems: Problems) -> None:
+    """Note what keeps a valid optimizer config from being a part of a composite."""
+    entry, name_path = spec.entry, format_path(where, "name")
     if entry.needs_closure:
-        problems.append(
-            (
-                format_path(where, "name"),
-                f"{entry.name} steps with a closure that re-evaluates the loss several times; a composite "
-                "evaluates the closure once for all its parts, so it cannot be a part",
-            )
+        problems.add(
+            name_path,
+            f"{entry.name} steps with a closure that re-evaluates the loss several times; a composite "
+            "evaluates the closure once for all its parts, so it cannot be a part",
         )
     if entry.takes != "params":
-        problems.append(
-            (
-                format_path(where, "name"),
-                f"{entry.name} takes the whole model and optimizes all of it, so it cannot be one part of "
-                "a composite; use it alone",
-            )
+        problems.add(
+            name_path,
+            f"{entry.name} takes the whole model and optimizes all of it, so it cannot be one part of "
+            "a composite; use it alone",
         )
     if spec.options.get("zero"):
-        problems.append(
-            (
-                format_path(where, "zero"),
-                "a composite part cannot be wrapped in ZeroRedundancyOptimizer; shard with FSDP2 (fully_shard)",
-            )
+        problems.add(
+            format_path(where, "zero"),
+            "a composite part cannot be wrapped in ZeroRedundancyOptimizer; shard with FSDP2 (fully_shard)",
         )
-    return problems
 
 
-def _selector(raw: Any, index: int, where: str) -> Rule:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"expected a mapping of {', '.join(SELECTOR_KEYS)}, got {type(raw).__name__} {raw!r}", path=where
-        )
-    for key in raw:
-        if key not in SELECTOR_KEYS:
-            raise unknown_choice(format_path(where, str(key)), key, SELECTOR_KEYS, what="key in a params selector")
-    config = parse_model(ParamGroupRule, dict(raw), where)
-    if config.match is None and config.module_type is None and config.ndim is None:
-        raise ConfigError("a params selector needs match, module_type or ndim", path=where)
+def _selector_rule(part: PartSection) -> Rule:
+    """The part's ``params`` selector as a rule that matches parameters."""
+    config, where = part.selector, part.selector_path
+    assert config is not None
     patterns = () if config.match is None else compile_patterns(config.match, config.regex, format_path(where, "match"))
-    return Rule(index, where, config, {}, patterns)
+    return Rule(part.index, where, config, {}, patterns)
 
 
 def _inputs(model_or_params: Any, path: str) -> tuple[list[ParamInfo], nn.Module | None, bool]:
@@ -242,15 +228,15 @@ def _inputs(model_or_params: Any, path: str) -> tuple[list[ParamInfo], nn.Module
 
 
 def _place(
-    rules: list[Rule | None], broken: set[int], trainable: list[ParamInfo], path: str
-) -> tuple[list[list[ParamInfo]], list[tuple[str, str]]]:
-    """The parameters each part takes (first part wins), and the problems of the placement.
+    rules: list[Rule | None], broken: set[int], trainable: list[ParamInfo], problems: Problems
+) -> list[list[ParamInfo]]:
+    """The parameters each part takes (first part wins); the problems of the placement are noted.
 
     Parts whose selector is invalid (``broken``) take nothing, and then no leftover is reported.
     """
+    path = PARTS_PATH
     placed: dict[int, int] = {}
     taken: list[list[ParamInfo]] = []
-    problems: list[tuple[str, str]] = []
     for index, rule in enumerate(rules):
         where = format_path(path, index, "params")
         if index in broken:
@@ -258,58 +244,45 @@ def _place(
         elif rule is None:
             fresh = [info for info in trainable if id(info.param) not in placed]
             if not fresh:
-                problems.append(
-                    (
-                        where,
-                        "this part has no params: selector, so it takes the parameters no earlier "
-                        "part took, but none is left; remove it or give it a selector",
-                    )
+                problems.add(
+                    where,
+                    "this part has no params: selector, so it takes the parameters no earlier "
+                    "part took, but none is left; remove it or give it a selector",
                 )
         else:
             matched = [info for info in trainable if rule_matches(rule, info)]
             fresh = [info for info in matched if id(info.param) not in placed]
             if not matched:
                 err = rule_matches_nothing(rule, trainable)
-                problems.append((err.path, f"selects no trainable parameter: {err.problems[0][1]}"))
+                problems.add(err.path, f"selects no trainable parameter: {err.problems[0][1]}")
             elif not fresh:
                 earlier = sorted({format_path(path, placed[id(info.param)]) for info in matched})
-                problems.append(
-                    (
-                        where,
-                        f"selects only parameters already taken by {', '.join(earlier)} (the first "
-                        "part whose selector takes a parameter gets it); move this part up or narrow the "
-                        "earlier one",
-                    )
+                problems.add(
+                    where,
+                    f"selects only parameters already taken by {', '.join(earlier)} (the first "
+                    "part whose selector takes a parameter gets it); move this part up or narrow the "
+                    "earlier one",
                 )
         for info in fresh:
             placed[id(info.param)] = index
         taken.append(fresh)
     left = [info for info in trainable if id(info.param) not in placed]
     if left and not broken:
-        problems.append(
-            (
-                path,
-                f"{len(left)} trainable parameter(s) are in no part: {listed_params(left)}; end the list "
-                "with a part without params: (e.g. {name: AdamW}) to take the rest",
-            )
+        problems.add(
+            path,
+            f"{len(left)} trainable parameter(s) are in no part: {listed_params(left)}; end the list "
+            "with a part without params: (e.g. {name: AdamW}) to take the rest",
         )
-    return taken, problems
+    return taken
 
 
-def _part_name(section: Mapping[str, Any], spec: OptimizerSpec | None, index: int, where: str) -> str:
-    name = section.get("part")
-    if name is None:
-        return (spec.entry.name.lower() if spec is not None else f"part{index}").replace("/", ".")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(
-            f"a part name is a non-empty string without '/', got {name!r}", path=format_path(where, "part")
-        )
-    return name
+def _default_name(spec: OptimizerSpec | None, index: int) -> str:
+    return (spec.entry.name.lower() if spec is not None else f"part{index}").replace("/", ".")
 
 
-def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
-    """Fill in the part's groups and placements; the problems found."""
-    spec, problems = part.spec, []
+def _groups(part: PartPlan, model: nn.Module | None, problems: Problems) -> None:
+    """Fill in the part's groups and placements, noting the problems found."""
+    spec = part.spec
     taken = {id(info.param) for info in part.infos}
     part.defaults = effective_defaults(spec)
     if model is not None and uses_rules(model, spec):
@@ -322,11 +295,9 @@ def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
         reasons = {reason for placement in part.placements for reason in placement.reasons}
         for index, _ in enumerate(spec.options.get("param_groups") or []):
             if f"param_groups[{index}]" not in reasons:
-                problems.append(
-                    (
-                        format_path(spec.path, "param_groups", index),
-                        "matches no parameter of this part (its matches are in other parts)",
-                    )
+                problems.add(
+                    format_path(spec.path, "param_groups", index),
+                    "matches no parameter of this part (its matches are in other parts)",
                 )
     else:
         if model is None:
@@ -344,69 +315,49 @@ def _groups(part: PartPlan, model: nn.Module | None) -> list[tuple[str, str]]:
     if spec.entry.matrix_params_only:
         bad = [info for info in part.infos if info.param.ndim != 2]
         if bad:
-            problems.append(matrix_problem(spec.entry.name, bad, format_path(part.path, "params"), composite=True))
-    return problems
+            problems.add(*matrix_problem(spec.entry.name, bad, format_path(part.path, "params"), composite=True))
 
 
 @dataclass
 class _Parsed:
-    """The parts of a list, read: each spec, selector and name, and the problems found."""
+    """The parts of a list, read: each spec, selector and name."""
 
     specs: list[OptimizerSpec | None] = field(default_factory=list)
     rules: list[Rule | None] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     broken: set[int] = field(default_factory=set)  # parts whose selector could not be read
-    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _parse_parts(
-    parts: Sequence[Any],
-    path: str,
-    document: Mapping[str, Any],
-    inputs: tuple[list[ParamInfo], nn.Module | None, bool] | None,
+    document: Document, problems: Problems, inputs: tuple[list[ParamInfo], nn.Module | None, bool] | None
 ) -> _Parsed:
-    """Read every part; ``inputs`` (the parameters, model, names known) checks the selectors against them."""
+    """Resolve every part; ``inputs`` (the parameters, model, names known) checks the selectors against them."""
     parsed = _Parsed()
-    for index, raw in enumerate(parts):
-        where = format_path(path, index)
-        spec = rule = None
-        name = f"part{index}"
-        if not isinstance(raw, Mapping):
-            parsed.problems.append(
-                (where, f"expected an optimizer section (a mapping), got {type(raw).__name__} {raw!r}")
-            )
-            parsed.broken.add(index)
-        else:
-            section = {key: value for key, value in raw.items() if key not in PART_KEYS}
+    for part in document.parts:
+        spec = _resolve_part(part, document, problems)
+        rule = None
+        if part.broken:
+            parsed.broken.add(part.index)
+        elif part.selector is not None:
             try:
-                spec = _resolve_part(section, where, document)
-                parsed.problems += _part_problems(spec, where)
+                rule = _selector_rule(part)
+                if inputs is not None:
+                    _check_selector(rule, part.path, *inputs)
             except ConfigError as err:
-                parsed.problems += err.problems
-            try:
-                if raw.get("params") is not None:
-                    rule = _selector(raw["params"], index, format_path(where, "params"))
-                    if inputs is not None:
-                        _check_selector(rule, where, *inputs)
-            except ConfigError as err:
-                parsed.problems += err.problems
-                parsed.broken.add(index)
-            try:
-                name = _part_name(raw, spec, index, where)
-            except ConfigError as err:
-                parsed.problems += err.problems
+                problems.extend(err)
+                parsed.broken.add(part.index)
         parsed.specs.append(spec)
         parsed.rules.append(rule)
-        parsed.names.append(name)
+        parsed.names.append(part.name or _default_name(spec, part.index))
     # Default names that repeat get their index; names given twice are an error.
     names = parsed.names
     repeated = {name for name in names if names.count(name) > 1}
-    for index, name in enumerate(names):
+    for part, name in zip(document.parts, list(names)):
         if name in repeated:
-            if isinstance(parts[index], Mapping) and parts[index].get("part") is not None:
-                parsed.problems.append((format_path(path, index, "part"), f"part name {name!r} is used twice"))
+            if part.name is not None:
+                problems.add(format_path(part.path, "part"), f"part name {name!r} is used twice")
             else:
-                names[index] = f"{name}{index}"
+                names[part.index] = f"{name}{part.index}"
     return parsed
 
 
@@ -424,14 +375,12 @@ def _check_selector(rule: Rule, where: str, infos: list[ParamInfo], model: nn.Mo
         check_module_types([rule], infos, model)
 
 
-def _check_list(parts: Any, path: str) -> None:
-    if not isinstance(parts, Sequence) or isinstance(parts, (str, bytes)) or not parts:
-        raise ConfigError(f"expected a non-empty list of optimizer sections, got {parts!r}", path=path)
+def _check_list(parts: Any) -> None:
+    if not is_part_list(parts) or not parts:
+        raise ConfigError(f"expected a non-empty list of optimizer sections, got {parts!r}", path=PARTS_PATH)
 
 
-def check_parts(
-    parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
-) -> list[tuple[str, str]]:
+def check_parts(parts: Any, *, document: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     """The problems of the parts' sections and selectors on their own, without a model (``optforge validate``).
 
     Example:
@@ -439,51 +388,48 @@ def check_parts(
         'optimizer[0].params.ndims'
     """
     try:
-        _check_list(parts, path)
+        _check_list(parts)
     except ConfigError as err:
         return err.problems
-    return _in_order(_parse_parts(parts, path, dict(document or {}), None).problems, path)
+    problems = Problems()
+    _parse_parts(_composite(parts, document, problems), problems, None)
+    return _in_order(problems, parts)
 
 
-def plan_composite(
-    model_or_params: Any, parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
-) -> list[PartPlan]:
+def plan_composite(model_or_params: Any, parts: Any, *, document: Mapping[str, Any] | None = None) -> list[PartPlan]:
     """Validate the parts, place every parameter in one, and make each part's groups (nothing is built).
 
     Raises:
         ConfigError: with every problem found in every part.
     """
-    _check_list(parts, path)
-    inputs = _inputs(model_or_params, path)
+    _check_list(parts)
+    inputs = _inputs(model_or_params, PARTS_PATH)
     trainable = [info for info in inputs[0] if info.param.requires_grad]
     if not trainable:
-        raise ConfigError("no trainable parameters: every parameter has requires_grad=False", path=path)
-    document = dict(document or {})
-    parsed = _parse_parts(parts, path, document, inputs)
-    model = inputs[1]
-    problems, specs, rules, names, broken = parsed.problems, parsed.specs, parsed.rules, parsed.names, parsed.broken
-    if document.get(TOWERS_KEY) is not None and all(spec is not None and spec.learning_rate for spec in specs):
-        problems.append((TOWERS_KEY, "applies to no part: every part has its own learning_rate"))
-    taken, placing = _place(rules, broken, trainable, path)
-    problems += placing
+        raise ConfigError("no trainable parameters: every parameter has requires_grad=False", path=PARTS_PATH)
+    problems = Problems()
+    composite = _composite(parts, document, problems)
+    parsed = _parse_parts(composite, problems, inputs)
+    specs, rules, names, broken = parsed.specs, parsed.rules, parsed.names, parsed.broken
+    if composite.towers is not None and all(spec is not None and spec.learning_rate for spec in specs):
+        problems.add(TOWERS_KEY, "applies to no part: every part has its own learning_rate")
+    taken = _place(rules, broken, trainable, problems)
     if problems:
-        raise ConfigError.from_problems(_in_order(problems, path))
+        raise ConfigError.from_problems(_in_order(problems, parts))
     plans = [
-        PartPlan(name, format_path(path, index), spec, infos, rule is not None)  # type: ignore[arg-type]
-        for index, (name, spec, infos, rule) in enumerate(zip(names, specs, taken, rules))
+        PartPlan(name, part.path, spec, infos, rule is not None)  # type: ignore[arg-type]
+        for part, name, spec, infos, rule in zip(composite.parts, names, specs, taken, rules)
     ]
     for plan in plans:
-        try:
-            problems += _groups(plan, model)
-        except ConfigError as err:
-            problems += err.problems
+        with problems.collect():
+            _groups(plan, inputs[1], problems)
     if problems:
-        raise ConfigError.from_problems(_in_order(problems, path))
+        raise ConfigError.from_problems(_in_order(problems, parts))
     return plans
 
 
 def build_composite(
-    model_or_params: Any, parts: Any, *, path: str = "optimizer", document: Mapping[str, Any] | None = None
+    model_or_params: Any, parts: Any, *, document: Mapping[str, Any] | None = None
 ) -> CompositeOptimizer:
     """Build one :class:`CompositeOptimizer` from a list of optimizer sections.
 
@@ -492,7 +438,6 @@ def build_composite(
             parts' rules), or its ``named_parameters()`` (``match`` and ``ndim``
             selectors), or bare tensors (``ndim`` selectors only).
         parts: The list of parts (see the module docs).
-        path: The config path of the list, for messages.
         document: The config document the list came from; its
             ``multi_task_learning_rates`` apply to every part without a ``learning_rate``.
 
@@ -511,19 +456,16 @@ def build_composite(
     """
     from optforge.param_groups import OPTION_KEYS
 
-    plans = plan_composite(model_or_params, parts, path=path, document=document)
+    plans = plan_composite(model_or_params, parts, document=document)
     built: dict[str, torch.optim.Optimizer] = {}
-    problems: list[tuple[str, str]] = []
+    problems = Problems()
     for plan in plans:
         # The groups are made: build the part over them as over explicit groups.
         options = {key: value for key, value in plan.spec.options.items() if key not in OPTION_KEYS}
         spec = dataclasses.replace(plan.spec, options=options, document={}, towers=None)
-        try:
+        with problems.collect():
             built[plan.name] = build_from_spec(plan.groups, spec)
-        except ConfigError as err:
-            problems += err.problems
-    if problems:
-        raise ConfigError.from_problems(problems)
+    problems.raise_if_any()
     return CompositeOptimizer(built)
 
 
@@ -539,7 +481,7 @@ def build_composite_and_scheduler(
     total_steps: int | None = None,
     steps_per_epoch: int | None = None,
 ) -> tuple[CompositeOptimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The composite of ``document["optimizer"]`` and its :class:`~optforge.LRShim` (``total_steps`` and
+    """The composite of ``document["optimizer"]`` and its :class:`~optforge.ClosedFormScheduler` (``total_steps`` and
     ``steps_per_epoch``: the run's length, as for :func:`optforge.build`).
 
     A group's own schedule (a rule's ``schedule``, a task tower's, its part's
@@ -551,8 +493,6 @@ def build_composite_and_scheduler(
         ConfigError: for a bad part or schedule, or one shared ``schedule:`` over
             parts of different lrs (a schedule sets lrs, not multipliers).
     """
-    from optforge.scheduler import LRShim, build_scheduler
-
     run = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
     optimizer = build_composite(model_or_params, document["optimizer"], document=document)
     groups = optimizer.param_groups
@@ -578,7 +518,7 @@ def build_composite_and_scheduler(
             or {"constant": float(group["lr"]) / (float(group.get("lr_scale", 1.0)) or 1.0)}
             for group in groups
         }
-        return optimizer, LRShim(optimizer, constant, **run)
+        return optimizer, ClosedFormScheduler(optimizer, constant, **run)
     return optimizer, build_scheduler(optimizer, None, path="schedule", **run)
 
 

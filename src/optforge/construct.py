@@ -25,6 +25,7 @@ from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import ParamInfo, form_groups, param_groups_for
 from optforge.schedules import make_schedule
 from optforge.spec import OptimizerSpec
+from optforge.state_check import read_state_file
 
 __all__ = ["build_from_spec", "check_matrix_params", "collect_params", "listed_params", "matrix_problem"]
 
@@ -117,13 +118,8 @@ def _hyperparameters(spec: OptimizerSpec) -> dict[str, Any]:
 
 def _load_optimizer_checkpoint(optimizer: torch.optim.Optimizer, file: str, path: str) -> None:
     """Load a saved optimizer state into a freshly built ``optimizer``; any failure is a ConfigError."""
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"optimizer checkpoint {file!r} does not exist", path=path) from None
-    except Exception as exc:  # a corrupt or foreign file: pickle, zip and torch errors alike
-        raise ConfigError(f"cannot read optimizer checkpoint {file!r}: {exc}", path=path) from None
-    if not isinstance(state, Mapping) or "state" not in state or "param_groups" not in state:
+    state = read_state_file(file, path, "optimizer")
+    if "state" not in state or "param_groups" not in state:
         raise ConfigError(f"{file!r} holds no optimizer state dict (keys 'state' and 'param_groups')", path=path)
     try:
         optimizer.load_state_dict(state)

@@ -5,7 +5,7 @@ optimizer expects tuples; values of the wrong type or out of range are errors
 with their config path, raised now rather than at the first ``step()``.
 
 The ranges are :data:`optforge.ranges.RANGES` (re-exported here), shared with
-param groups, ``lr_scale`` and the scheduled values of :class:`~optforge.LRShim`.
+param groups, ``lr_scale`` and the scheduled values of :class:`~optforge.ClosedFormScheduler`.
 :data:`FIRST_STEP_RULES` holds the values that an optimizer's constructor accepts
 but its first step (or the constructor itself, with another exception type) rejects.
 """

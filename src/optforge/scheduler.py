@@ -1,15 +1,17 @@
-"""``LRShim``: a torch ``LRScheduler`` that sets each group's lr from a schedule config.
+"""``ClosedFormScheduler``: a torch ``LRScheduler`` that sets each group's lr from a schedule config.
 
 The lr of a param group at step ``t`` is ``compute_lr(schedule, t) * lr_scale``,
 in closed form: nothing accumulates, so a resumed run gets exactly the values of
 an uninterrupted one. Other hyperparameters (``momentum``, ``beta1``, ``beta2``,
-``weight_decay``) can be scheduled the same way.
+``weight_decay``) can be scheduled the same way. ``LRShim`` is the same class, under the
+name the training code optforge grew from imports.
 
 Example:
     >>> import torch
     >>> w = torch.nn.Parameter(torch.zeros(2))
     >>> opt = torch.optim.SGD([w], lr=0.1)
-    >>> sched = LRShim(opt, {"ALL_PARAMS": {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 4}}})
+    >>> ramp = {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 4}}
+    >>> sched = ClosedFormScheduler(opt, {"ALL_PARAMS": ramp})
     >>> opt.param_groups[0]["lr"]
     0.0
     >>> for _ in range(2):
@@ -50,7 +52,15 @@ from optforge.ranges import RANGES, value_problems
 from optforge.schedules import MAX_STEP, LearningRate, Schedule, make_schedule, resolve_schedule
 from optforge.torch_internals import CLOSED_FORM_METHOD
 
-__all__ = ["HYPERPARAMETERS", "SCHEDULE_KEYS", "LRShim", "ScheduleChangedWarning", "build_scheduler", "scheduler_trace"]
+__all__ = [
+    "HYPERPARAMETERS",
+    "SCHEDULE_KEYS",
+    "ClosedFormScheduler",
+    "LRShim",
+    "ScheduleChangedWarning",
+    "build_scheduler",
+    "scheduler_trace",
+]
 
 
 def _set_value(group: dict[str, Any], key: str, value: float) -> None:
@@ -179,7 +189,7 @@ class _GroupSchedules(NamedTuple):
     fingerprint: str
 
 
-class LRShim(LRScheduler):
+class ClosedFormScheduler(LRScheduler):
     """Set each param group's lr (and optionally other hyperparameters) from schedule configs.
 
     Args:
@@ -210,7 +220,7 @@ class LRShim(LRScheduler):
         >>> import torch
         >>> opt = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.ones(1))], "name": "head"}])
         >>> cosine = {"cosine_decay": {"peak_value": 1e-3, "end_value": 1e-4, "decay_steps": 100}}
-        >>> sched = LRShim(opt, {"head": cosine}, {"beta1": {"head": {"constant": 0.8}}})
+        >>> sched = ClosedFormScheduler(opt, {"head": cosine}, {"beta1": {"head": {"constant": 0.8}}})
         >>> opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]
         (0.001, (0.8, 0.999))
         >>> opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))], "schedule": {"constant": 0.01}})
@@ -580,7 +590,7 @@ class LRShim(LRScheduler):
         Example:
             >>> import torch
             >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
-            >>> sorted(LRShim(opt, {"all": {"constant": 0.1}}).state_dict())
+            >>> sorted(ClosedFormScheduler(opt, {"all": {"constant": 0.1}}).state_dict())
             ['fingerprint', 'step']
         """
         self._adopt_groups()
@@ -614,7 +624,10 @@ class LRShim(LRScheduler):
 
 
 # torch's LRScheduler.step(epoch) takes an explicit step's lrs from the closed form: the schedules are one.
-setattr(LRShim, CLOSED_FORM_METHOD, LRShim.get_lr)
+setattr(ClosedFormScheduler, CLOSED_FORM_METHOD, ClosedFormScheduler.get_lr)
+
+# The name the training code optforge grew from imports.
+LRShim = ClosedFormScheduler
 
 
 def _read_state(state_dict: Any) -> tuple[int, dict[str, str] | None]:
@@ -774,7 +787,7 @@ def build_scheduler(
     steps_per_epoch: int | None = None,
     total_steps: int | None = None,
 ) -> LRScheduler:
-    """Build the :class:`LRShim` of a ``schedule:`` section (see ``docs/schedules.md``).
+    """Build the :class:`ClosedFormScheduler` of a ``schedule:`` section (see ``docs/schedules.md``).
 
     A section that names a scheduler (``{name: CosineAnnealingLR, T_max: 100}``)
     builds that scheduler instead (see ``docs/schedulers.md``).
@@ -837,7 +850,7 @@ def build_scheduler(
         if isinstance(value, OneSchedule):
             defaults[name] = hyperparameters[name][labels[0]]  # type: ignore[index]
     paths = {"lr": lr_path, **{name: format_path(path, name) for name in HYPERPARAMETERS}}
-    return LRShim(optimizer, lr_dict, hyperparameters, defaults=defaults, **context, paths=paths)  # type: ignore[arg-type]
+    return ClosedFormScheduler(optimizer, lr_dict, hyperparameters, defaults=defaults, **context, paths=paths)  # type: ignore[arg-type]
 
 
 def _merge_context(name: str, in_document: Any, given: int | None, path: str) -> int | None:

@@ -28,7 +28,6 @@ from typing import Any
 
 import pydantic
 
-from optforge.composite import SELECTOR_KEYS
 from optforge.config import (
     TYPED_OPTIMIZERS,
     ConfigDocument,
@@ -39,6 +38,7 @@ from optforge.config import (
 )
 from optforge.config.around_step import CLIP_MODES
 from optforge.config.document import TOWERS_KEY
+from optforge.config.forms.parts import SELECTOR_KEYS
 from optforge.config.sections import RECAP_LEARNING_RATES
 from optforge.lr_schedulers.registry import list_schedulers
 from optforge.lr_schedulers.section import SECTION_OPTIONS, TEMPLATE_DOCUMENT_KEYS

@@ -21,14 +21,16 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from optforge.errors import ConfigError, format_path, truncate
 
-__all__ = ["check_state_dict"]
+__all__ = ["check_state_dict", "read_state_file"]
 
 
 def _sequence(value: Any) -> bool:
@@ -166,3 +168,31 @@ def check_state_dict(
                 problems.append((format_path(where, key), problem))
     if problems:
         raise ConfigError.from_problems(problems)
+
+
+def read_state_file(file: str | os.PathLike[str], path: str, what: str) -> Mapping[str, Any]:
+    """The state saved in ``file`` (tensors and plain data only), for a config's ``checkpoint:`` key.
+
+    Args:
+        file: The file ``torch.save`` wrote.
+        path: The config path that names the file, for messages.
+        what: What the file should hold (``"optimizer"``, ``"scheduler"``), for messages.
+
+    Raises:
+        ConfigError: when the file is missing, cannot be read, or holds something other than a mapping.
+
+    Example:
+        >>> read_state_file("missing.pt", "optimizer.checkpoint", "optimizer")
+        Traceback (most recent call last):
+        ...
+        optforge.errors.ConfigError: optimizer.checkpoint: optimizer checkpoint 'missing.pt' does not exist
+    """
+    if not Path(file).is_file():
+        raise ConfigError(f"{what} checkpoint {str(file)!r} does not exist", path=path)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file: pickle, zip and torch errors alike
+        raise ConfigError(f"cannot read {what} checkpoint {str(file)!r}: {exc}", path=path) from None
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"{str(file)!r} holds a {type(state).__name__}, not a {what} state", path=path)
+    return state

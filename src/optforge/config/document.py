@@ -20,13 +20,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from optforge._validation import parse_model
 from optforge.config.around_step import AROUND_STEP_KEYS, AroundStep, read_around_step
 from optforge.config.forms import SECTION_FORMS, parse_section
+from optforge.config.forms.parts import PartSection, is_part_list, parse_parts
 from optforge.config.forms.recap import TOWERS_KEY
 from optforge.config.problems import Problems
 from optforge.config.rules import MultiTaskLearningRates
@@ -47,8 +48,8 @@ class Document:
 
     Attributes:
         optimizer: The optimizer section (``None`` only when it could not be read).
-        parts: The parts of a composite optimizer (``optimizer:`` given as a list), as written;
-            :mod:`optforge.composite` parses them, each as an optimizer section with a selector.
+        parts: The parts of a composite optimizer (``optimizer:`` given as a list), each an
+            optimizer section with its selector and name.
         schedule: The ``schedule:`` section as written (the scheduler validates it), or ``None``.
         towers: The task towers (beside ``optimizer:`` or inside its section), or ``None``.
         towers_path: Where the towers were given.
@@ -57,7 +58,7 @@ class Document:
     """
 
     optimizer: OptimizerSection | None
-    parts: tuple[Any, ...] = ()
+    parts: tuple[PartSection, ...] = ()
     schedule: Any = None
     towers: MultiTaskLearningRates | None = None
     towers_path: str = TOWERS_KEY
@@ -105,8 +106,8 @@ def read_document(data: Mapping[str, Any], problems: Problems) -> Document:
     around_step = read_around_step(data if "optimizer" in data else {}, problems)
     with problems.collect():
         towers = _towers(towers_raw, TOWERS_KEY)
-    if isinstance(section, Sequence) and not isinstance(section, (str, bytes)):
-        parts = tuple(section)  # a composite optimizer: optforge.composite reads its parts
+    if is_part_list(section):
+        parts = parse_parts(section, "optimizer", problems)
     else:
         with problems.collect():
             optimizer = parse_section(section, "optimizer")

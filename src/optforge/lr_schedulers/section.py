@@ -25,7 +25,6 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,6 +39,7 @@ from optforge.lr_schedulers.registry import get_scheduler_entry
 from optforge.lr_schedulers.run_length import beyond_run
 from optforge.lr_schedulers.template_rules import TEMPLATE_RULES, apply_template_rules, warn_notes
 from optforge.ranges import Range
+from optforge.state_check import read_state_file
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -327,15 +327,7 @@ def load_checkpoint(scheduler: Any, file: str | os.PathLike[str], path: str, arg
         ConfigError: when the file is missing, unreadable, or the state of another scheduler.
     """
 
-    location = Path(file)
-    if not location.is_file():
-        raise ConfigError(f"no scheduler checkpoint at {str(file)!r}", path=path)
-    try:
-        state = torch.load(location, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"cannot read {str(file)!r} as a scheduler state: {exc}", path=path) from None
-    if not isinstance(state, Mapping):
-        raise ConfigError(f"{str(file)!r} holds a {type(state).__name__}, not a scheduler state", path=path)
+    state = read_state_file(file, path, "scheduler")
     fresh = scheduler.state_dict()
     missing = sorted(set(fresh) - set(state) - set(getattr(scheduler, "added_state", ())))
     unexpected = sorted(set(state) - set(fresh))
