@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import optforge
-from optforge.config import parse_document
+from optforge.config import OptimizerSection, ParamGroupRule, Problems, parse_document
+from optforge.config.forms.parts import PartSection
 from optforge.errors import ConfigError
 
 
@@ -161,3 +162,48 @@ def test_a_config_file_is_read_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -
     optforge.build(torch.nn.Linear(2, 1), path)
     optforge.explain(torch.nn.Linear(2, 1), path)
     assert reads == [path, path]
+
+
+def test_composite_parts_are_parsed_into_typed_parts() -> None:
+    document = parse_document(
+        {
+            "optimizer": [
+                {"part": "hidden", "name": "Muon", "lr": 0.02, "params": {"match": "blocks.*", "ndim": 2}},
+                {"adam": {"lr": 1e-3}},
+            ]
+        }
+    )
+    assert document.optimizer is None
+    hidden, rest = document.parts
+    assert isinstance(hidden, PartSection)
+    assert isinstance(hidden.section, OptimizerSection)
+    assert (hidden.index, hidden.path, hidden.name, hidden.section.name) == (0, "optimizer[0]", "hidden", "Muon")
+    assert isinstance(hidden.selector, ParamGroupRule)
+    assert (hidden.selector.match, hidden.selector.ndim, hidden.selector_path) == ("blocks.*", 2, "optimizer[0].params")
+    assert (rest.selector, rest.name, rest.section.form) == (None, None, "typed")
+    assert rest.section.path == "optimizer[1].adam"
+    assert not hidden.broken
+    assert not rest.broken
+
+
+def test_every_problem_of_the_parts_is_collected_with_its_path() -> None:
+    parts = [
+        "AdamW",
+        {"name": "SGD", "lr": 0.1, "params": {"ndims": 2}},
+        {"name": "Adam", "part": "a/b"},
+        {"lr": 0.1},
+    ]
+    problems = Problems()
+    parsed = parse_document({"optimizer": parts}, problems).parts
+    assert [path for path, _ in problems.items] == [
+        "optimizer[0]",
+        "optimizer[1].params.ndims",
+        "optimizer[2].part",
+        "optimizer[3]",
+    ]
+    assert [part.broken for part in parsed] == [True, True, False, False]
+    assert parsed[0].section is None
+    assert parsed[3].section is None
+    with pytest.raises(ConfigError) as info:
+        parse_document({"optimizer": []})
+    assert info.value.problems[0][0] == "optimizer"

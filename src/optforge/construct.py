@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from optforge.config import Problems
 from optforge.distributed import zero_factory
 from optforge.errors import ConfigError, format_path, misspelling_of
 from optforge.hyperparameters import check_hyperparameters
@@ -82,7 +83,7 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
     (``lrr`` for ``lr``): that would be silently ignored, so it is an error.
     """
     checked = []
-    problems: list[tuple[str, str]] = []
+    problems = Problems()
     accepted, _ = spec.entry.hyperparameters()
     for index, group in enumerate(groups):
         for key in group:
@@ -90,22 +91,19 @@ def _check_groups(spec: OptimizerSpec, groups: list[dict[str, Any]]) -> list[dic
                 continue
             meant = misspelling_of(key, accepted)
             if meant is not None:
-                problems.append(
-                    (
-                        f"param_groups[{index}].{key}",
-                        f"not a hyperparameter of {spec.entry.name}; did you mean {meant!r}? A group keeps "
-                        "other keys as labels, but this one looks like a typo",
-                    )
+                problems.add(
+                    f"param_groups[{index}].{key}",
+                    f"not a hyperparameter of {spec.entry.name}; did you mean {meant!r}? A group keeps "
+                    "other keys as labels, but this one looks like a typo",
                 )
         settings = {key: value for key, value in group.items() if key in accepted}
         try:
             valid = check_hyperparameters(spec.entry, settings, f"param_groups[{index}]")
         except ConfigError as exc:
-            problems.extend(exc.problems)
+            problems.extend(exc)
             continue
         checked.append({**group, **valid})
-    if problems:
-        raise ConfigError.from_problems(problems)
+    problems.raise_if_any()
     return checked
 
 

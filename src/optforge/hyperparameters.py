@@ -22,6 +22,7 @@ from typing import Any
 import pydantic
 import torch
 
+from optforge.config import Problems
 from optforge.errors import ConfigError, format_path, suggest, truncate
 from optforge.ranges import RANGES, Range, is_finite, is_number, value_problems
 from optforge.registry import OptimizerEntry, has_train_eval_modes
@@ -230,12 +231,12 @@ def check_hyperparameters(entry: OptimizerEntry, values: Mapping[str, Any], path
     """
     accepted, takes_any = entry.hyperparameters()
     checked: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
+    problems = Problems()
     for name, value in values.items():
         if not isinstance(name, str):
             where = format_path(path, truncate(name, 40))
             message = f"hyperparameter names must be strings, got {type(name).__name__} {truncate(name)}"
-            problems.append((where, message))
+            problems.add(where, message)
             continue
         where = format_path(path, name)
         param = accepted.get(name)
@@ -244,12 +245,9 @@ def check_hyperparameters(entry: OptimizerEntry, values: Mapping[str, Any], path
             close = suggest(name, accepted)
             message += f"; did you mean {close[0]!r}?" if close else "."
             message += " Valid hyperparameters: " + ", ".join(accepted)
-            problems.append((where, message))
+            problems.add(where, message)
             continue
-        try:
+        with problems.collect():
             checked[name] = _check_one(entry, param, name, value, where)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError.from_problems(problems)
+    problems.raise_if_any()
     return checked

@@ -121,7 +121,8 @@ def test_checkpoint_problems_name_the_checkpoint_key(tmp_path: Path) -> None:
     section = {"name": "c", "class_name": "StepLR", "args": {"step_size": 5}, "checkpoint": str(tmp_path / "nope.pt")}
     ((path, message),) = _problems(section)
     assert path == "schedule.checkpoint"
-    assert "scheduler checkpoint" in message and "does not exist" in message
+    assert "scheduler checkpoint" in message
+    assert "does not exist" in message
 
     other = torch.optim.lr_scheduler.CosineAnnealingLR(make_optimizer(), T_max=4)
     torch.save(other.state_dict(), tmp_path / "other.pt")

@@ -25,6 +25,7 @@ from typing import Any, Literal, Union
 
 import pydantic
 
+from optforge.config import Problems
 from optforge.errors import ConfigError, format_path, suggest
 from optforge.ranges import SCHEDULER_RANGES as RANGES
 from optforge.ranges import Range, is_number
@@ -182,7 +183,7 @@ def check_arguments(
     path: str,
     context: Mapping[str, int | None],
     *,
-    problems: list[tuple[str, str]] | None = None,
+    problems: Problems | None = None,
     skip: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Validate ``values`` for ``entry``'s scheduler and return them ready to pass.
@@ -192,14 +193,13 @@ def check_arguments(
         values: Arguments from the config (nested scheduler sections excluded).
         path: The config path of the mapping holding them.
         context: ``{"steps_per_epoch": ..., "total_steps": ...}`` for lengths.
-        problems: A list to append problems to instead of raising.
+        problems: Where to note problems instead of raising.
         skip: Arguments checked elsewhere (nested scheduler sections); only their presence counts.
 
     Raises:
         ConfigError: with every problem, when ``problems`` is not given.
     """
-    collected: list[tuple[str, str]] = [] if problems is None else problems
-    start = len(collected)
+    collected = Problems() if problems is None else problems
     parameters = entry.parameters()
     lengths = entry.lengths()
     checked: dict[str, Any] = {}
@@ -211,13 +211,13 @@ def check_arguments(
         if param is None:
             reason = entry.excluded_reason(str(name))
             if reason:
-                collected.append((where, reason))
+                collected.add(where, reason)
                 continue
             close = suggest(str(name), parameters)
             message = f"unknown argument for {entry.name}"
             message += f"; did you mean {close[0]!r}?" if close else "."
             message += " Valid arguments: " + (", ".join(parameters) or "none")
-            collected.append((where, message))
+            collected.add(where, message)
             continue
         try:
             if name in lengths:
@@ -229,16 +229,16 @@ def check_arguments(
                 )
             value = _conform(value, param.hint, where)
         except ConfigError as error:
-            collected.extend(error.problems)
+            collected.extend(error)
             continue
         problem = _check_range(entry.ranges.get(name, RANGES.get(name)), value, where)
         if problem:
-            collected.append((where, problem))
+            collected.add(where, problem)
             continue
         checked[name] = value
     for name, param in parameters.items():
         if param.required and name not in values:
-            collected.append((format_path(path, name), f"required argument of {entry.name} is missing"))
-    if problems is None and len(collected) > start:
-        raise ConfigError.from_problems(collected)
+            collected.add(format_path(path, name), f"required argument of {entry.name} is missing")
+    if problems is None:
+        collected.raise_if_any()
     return checked

@@ -29,7 +29,13 @@ from typing import Any
 
 import torch
 
-from optforge.config import TEMPLATE_SCHEDULER_KEYS, NamedScheduler, TemplateSchedulers, read_schedule_section
+from optforge.config import (
+    TEMPLATE_SCHEDULER_KEYS,
+    NamedScheduler,
+    Problems,
+    TemplateSchedulers,
+    read_schedule_section,
+)
 from optforge.config_source import to_plain
 from optforge.errors import ConfigError, ScheduleChangedWarning, format_path, suggest
 from optforge.lr_schedulers.arguments import check_arguments, is_length, resolve_lengths
@@ -101,17 +107,17 @@ def is_named_section(section: Any) -> bool:
     return isinstance(read_schedule_section(section), NamedScheduler | TemplateSchedulers)
 
 
-def _positive(name: str, value: Any, path: str, problems: list[tuple[str, str]]) -> int | None:
+def _positive(name: str, value: Any, path: str, problems: Problems) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        problems.append((format_path(path, name), f"{name} must be a positive integer, got {value!r}"))
+        problems.add(format_path(path, name), f"{name} must be a positive integer, got {value!r}")
         return None
     return value
 
 
 def _merge_context(
-    given: Mapping[str, int | None], section: Mapping[str, Any], path: str, problems: list[tuple[str, str]]
+    given: Mapping[str, int | None], section: Mapping[str, Any], path: str, problems: Problems
 ) -> dict[str, int | None]:
     context = dict(given)
     for name in CONTEXT_KEYS:
@@ -119,14 +125,14 @@ def _merge_context(
         if value is None:
             continue
         if context.get(name) is not None and context[name] != value:
-            problems.append((format_path(path, name), f"{name} is {value} here but {context[name]} for the run"))
+            problems.add(format_path(path, name), f"{name} is {value} here but {context[name]} for the run")
             continue
         context[name] = value
     return context
 
 
 def _split(
-    section: Mapping[str, Any], path: str, problems: list[tuple[str, str]]
+    section: Mapping[str, Any], path: str, problems: Problems
 ) -> tuple[str, str, dict[str, Any], str, dict[str, Any]] | None:
     """(scheduler name, its path, arguments, their path, options) of either section form."""
     if "class_name" in section or "args" in section:
@@ -134,7 +140,7 @@ def _split(
         args = section.get("args") or {}
         args_path = format_path(path, "args")
         if not isinstance(args, Mapping):
-            problems.append((args_path, f"expected a mapping of arguments or null, got {type(args).__name__}"))
+            problems.add(args_path, f"expected a mapping of arguments or null, got {type(args).__name__}")
             return None
         options = {}
         for item in section:
@@ -146,11 +152,9 @@ def _split(
                 valid = [*TEMPLATE_KEYS, *SECTION_OPTIONS]
                 close = suggest(str(item), valid)
                 hint = f"; did you mean {close[0]!r}?" if close else "."
-                problems.append(
-                    (
-                        format_path(path, str(item)),
-                        f"unknown key{hint} Valid keys: {', '.join(valid)}; the scheduler's arguments go under args",
-                    )
+                problems.add(
+                    format_path(path, str(item)),
+                    f"unknown key{hint} Valid keys: {', '.join(valid)}; the scheduler's arguments go under args",
                 )
         return section[key], format_path(path, key), dict(args), args_path, options
     args = {key: value for key, value in section.items() if key != "name"}
@@ -161,18 +165,18 @@ def parse_section(
     section: Any,
     path: str,
     context: Mapping[str, int | None],
-    problems: list[tuple[str, str]],
+    problems: Problems,
     *,
     num_loop: int | None = None,
     notes: list[tuple[str, str]] | None = None,
 ) -> SchedulerSpec | None:
-    """Check a section (and its nested ones); append every problem to ``problems``.
+    """Check a section (and its nested ones), noting every problem in ``problems``.
 
     Args:
         section: A flat or template section.
         path: Its config path.
         context: ``{"steps_per_epoch": ..., "total_steps": ...}`` of the run.
-        problems: Where problems go, as ``(path, message)``.
+        problems: Where problems are noted.
         num_loop: The run's length for the training template's rewrites
             (:mod:`~optforge.lr_schedulers.template_rules`); template sections use
             ``total_steps`` when it is not given.
@@ -184,7 +188,7 @@ def parse_section(
     """
     section = to_plain(section)
     if not isinstance(section, Mapping):
-        problems.append((path, f"expected a scheduler section (a mapping with a name), got {type(section).__name__}"))
+        problems.add(path, f"expected a scheduler section (a mapping with a name), got {type(section).__name__}")
         return None
     parts = _split(section, path, problems)
     if parts is None:
@@ -194,7 +198,8 @@ def parse_section(
     try:
         entry = get_scheduler_entry(name, path=name_path)
     except ConfigError as error:
-        problems.extend(_unknown_name(name, name_path, error))
+        for problem in _unknown_name(name, name_path, error):
+            problems.add(*problem)
         return None
     parameters = entry.parameters()
     if not template:  # in a flat section, keys that are not arguments may be options
@@ -219,7 +224,7 @@ def parse_section(
         where = format_path(args_path, key)
         items = values[key]
         if not isinstance(items, list | tuple) or not items:
-            problems.append((where, f"expected a list of scheduler sections, got {items!r}"))
+            problems.add(where, f"expected a list of scheduler sections, got {items!r}")
             continue
         specs = [
             parse_section(item, format_path(where, i), context, problems, num_loop=num_loop, notes=notes)
@@ -230,7 +235,8 @@ def parse_section(
     checked.update(nested)
     options = _check_options(entry, options, path, context, problems)
     spec = SchedulerSpec(entry, checked, path, options, args_path)
-    problems.extend(beyond_run(spec, context.get("total_steps")))
+    for problem in beyond_run(spec, context.get("total_steps")):
+        problems.add(*problem)
     return spec
 
 
@@ -253,47 +259,45 @@ def _check_options(
     options: dict[str, Any],
     path: str,
     context: Mapping[str, int | None],
-    problems: list[tuple[str, str]],
+    problems: Problems,
 ) -> dict[str, Any]:
     out = dict(options)
     where = {key: format_path(path, key) for key in options}
     if out.get("interval", "step") not in ("step", "epoch"):
-        problems.append((where["interval"], f"expected step or epoch, got {out['interval']!r}"))
+        problems.add(where["interval"], f"expected step or epoch, got {out['interval']!r}")
     frequency = out.get("frequency", 1)
     if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-        problems.append((where["frequency"], f"expected a whole number >= 1, got {frequency!r}"))
+        problems.add(where["frequency"], f"expected a whole number >= 1, got {frequency!r}")
     if "monitor" in out and not isinstance(out["monitor"], str):
-        problems.append((where["monitor"], f"expected the name of a logged metric, got {out['monitor']!r}"))
+        problems.add(where["monitor"], f"expected the name of a logged metric, got {out['monitor']!r}")
     checkpoint = out.get("checkpoint")
     if checkpoint is not None and not isinstance(checkpoint, str | os.PathLike):
-        problems.append((where["checkpoint"], f"expected a file path or null, got {checkpoint!r}"))
+        problems.add(where["checkpoint"], f"expected a file path or null, got {checkpoint!r}")
     if "warmup_steps" in out or "warmup_start_factor" in out or "warmup_per" in out:
         if not entry.metric:
             key = next(key for key in ("warmup_steps", "warmup_start_factor", "warmup_per") if key in out)
-            problems.append(
-                (
-                    where[key],
-                    f"a warmup section key is for metric-driven schedulers; for {entry.name}, put a "
-                    "LinearLR before it in a SequentialLR",
-                )
+            problems.add(
+                where[key],
+                f"a warmup section key is for metric-driven schedulers; for {entry.name}, put a "
+                "LinearLR before it in a SequentialLR",
             )
             return out
         steps = out.get("warmup_steps")
         try:
             steps = steps if not is_length(steps) else resolve_lengths(steps, context, where["warmup_steps"])
         except ConfigError as error:
-            problems.extend(error.problems)
+            problems.extend(error)
             return out
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            problems.append(
-                (format_path(path, "warmup_steps"), f"expected a whole number >= 1 (or a length), got {steps!r}")
+            problems.add(
+                format_path(path, "warmup_steps"), f"expected a whole number >= 1 (or a length), got {steps!r}"
             )
         out["warmup_steps"] = steps
         factor, unit = out.get("warmup_start_factor", 0.0), Range(0, 1, high_open=False)
         if isinstance(factor, bool) or not isinstance(factor, int | float) or unit.outside(factor):
-            problems.append((format_path(path, "warmup_start_factor"), f"must be {unit.text()}, got {factor!r}"))
+            problems.add(format_path(path, "warmup_start_factor"), f"must be {unit.text()}, got {factor!r}")
         if out.get("warmup_per", "metric") not in ("step", "metric"):
-            problems.append((where["warmup_per"], f"expected step or metric, got {out['warmup_per']!r}"))
+            problems.add(where["warmup_per"], f"expected step or metric, got {out['warmup_per']!r}")
     return out
 
 
@@ -364,7 +368,7 @@ def section_options(section: Any) -> dict[str, Any]:
     """
     if not is_named_section(section):
         return {}
-    spec = parse_section(section, "schedule", {}, [])
+    spec = parse_section(section, "schedule", {}, Problems())
     if spec is None:
         return {}
     wanted = {key: value for key, value in spec.options.items() if key in ("interval", "frequency", "monitor")}
@@ -398,7 +402,7 @@ def build_named_scheduler(
             "optforge.lr_schedulers.build_template_schedulers(cfg, optimizer, epoch, max_iter)",
             path=path,
         )
-    problems: list[tuple[str, str]] = []
+    problems = Problems()
     context = {
         "steps_per_epoch": _positive("steps_per_epoch", steps_per_epoch, path, problems),
         "total_steps": _positive("total_steps", total_steps, path, problems),
@@ -406,6 +410,6 @@ def build_named_scheduler(
     notes: list[tuple[str, str]] = []
     spec = parse_section(section, path, context, problems, notes=notes)
     warn_notes(notes, stacklevel=2)
-    if problems or spec is None:
-        raise ConfigError.from_problems(problems)
+    problems.raise_if_any()
+    assert spec is not None  # a section that is not parsed has problems
     return build_from_spec(optimizer, spec)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from optforge.config import Problems
 from optforge.config_source import to_plain
 from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.lr_schedulers.section import TEMPLATE_DOCUMENT_KEYS, SchedulerSpec, build_from_spec, parse_section
@@ -66,12 +67,11 @@ def build_template_schedulers(
     for key in document:
         if key not in TEMPLATE_DOCUMENT_KEYS:
             raise unknown_choice(format_path(path, str(key)), key, TEMPLATE_DOCUMENT_KEYS, what="key")
-    problems: list[tuple[str, str]] = []
+    problems = Problems()
     for name, value in (("epoch", epoch), ("max_iter", max_iter)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            problems.append((name, f"must be a positive integer, got {value!r}"))
-    if problems:
-        raise ConfigError.from_problems(problems)
+            problems.add(name, f"must be a positive integer, got {value!r}")
+    problems.raise_if_any()
     runs = {
         "epoch_scheduler": (epoch, {"total_steps": epoch, "steps_per_epoch": 1}),
         "iter_scheduler": (
@@ -89,7 +89,6 @@ def build_template_schedulers(
         num_loop, context = runs[key]
         specs[key] = parse_section(section, format_path(path, key), context, problems, num_loop=num_loop, notes=notes)
     warn_notes(notes, stacklevel=2)
-    if problems:
-        raise ConfigError.from_problems(problems)
+    problems.raise_if_any()
     built = {key: None if spec is None else build_from_spec(optimizer, spec) for key, spec in specs.items()}
     return built["iter_scheduler"], built["epoch_scheduler"]
