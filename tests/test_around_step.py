@@ -272,11 +272,52 @@ def test_a_step_the_grad_scaler_skips_does_not_advance_the_scheduler() -> None:
     assert optforge.step_stats(opt).skipped == 1
 
 
-def test_a_closure_cannot_be_clipped() -> None:
+def test_a_step_given_a_closure_evaluates_it_once_then_clips_and_skips() -> None:
     model = net()
-    opt, _ = build(model, clip_grad={"max_norm": 1.0})
-    with pytest.raises(RuntimeError, match="closure"):
-        opt.step(lambda: 0.0)
+    opt, _ = build(model, clip_grad={"max_norm": 1.0}, skip_nonfinite=True)
+    x = torch.randn(4, 4)
+    calls = []
+
+    def closure() -> torch.Tensor:
+        calls.append(torch.is_grad_enabled())
+        opt.zero_grad()
+        loss = (model(x) ** 2).sum() * 100
+        loss.backward()
+        return loss
+
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = opt.step(closure)
+    assert calls == [True]
+    assert float(loss) > 0
+    assert optforge.step_stats(opt).grad_norm > 1.0
+    reference = copy.deepcopy(model)
+    for p, start in zip(reference.parameters(), before):
+        p.data.copy_(start)
+    reference.zero_grad()
+    (reference(x) ** 2).sum().mul(100).backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+    for p in reference.parameters():
+        p.data.add_(p.grad, alpha=-0.05)  # the first step of SGD (lr 0.05, momentum 0.9)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
+
+    def nan_closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(x).sum() * float("nan")
+        loss.backward()
+        return loss
+
+    kept = [p.detach().clone() for p in model.parameters()]
+    opt.step(closure=nan_closure)
+    assert optforge.step_stats(opt).skipped == 1
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), kept))
+
+
+def test_an_optimizer_that_reevaluates_its_closure_cannot_be_clipped() -> None:
+    config = {"optimizer": {"name": "LBFGS", "lr": 0.1}, "clip_grad": {"max_norm": 1.0}, "skip_nonfinite": True}
+    with pytest.raises(ConfigError) as info:
+        optforge.build(net(), config)
+    assert [path for path, _ in info.value.problems] == ["clip_grad", "skip_nonfinite"]
 
 
 # --- checkpoints, copies, composites ---------------------------------------------------------------------

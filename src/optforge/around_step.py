@@ -26,8 +26,10 @@ to a built optimizer through torch's own hooks (``register_step_pre_hook``,
 
 The EMA weights and the counts travel with ``optimizer.state_dict()`` (under
 :data:`STATE_KEY`) and ``load_state_dict``, and ``copy.deepcopy(optimizer)`` keeps
-all of it. A step given a closure cannot be clipped or skipped (the closure makes
-the gradients inside the step) and raises.
+all of it. A step given a closure (as Lightning gives one) evaluates it once, before
+the clipping and the check for non-finite gradients, and the optimizer's step gets
+its loss; an optimizer that evaluates its closure several times in one step (L-BFGS)
+cannot be clipped or skipped, which the builder refuses.
 
 Example:
     >>> import torch, optforge
@@ -47,9 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,18 +205,26 @@ class _Around:
         self._held, self._groups = [], []
 
     @torch.no_grad()
-    def pre_step(self, optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def pre_step(
+        self, optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         self._restore_held()  # a step that raised after a skip
         if self.paused:
-            return
+            return None
         clip, skip = self.config.clip_grad, self.config.skip_nonfinite
         if clip is None and not skip:
-            return
-        if (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None:
-            raise RuntimeError(
-                "clip_grad and skip_nonfinite act on the gradients before the step, "
-                "but a closure makes them inside it; call optimizer.step() without a closure"
-            )
+            return None
+        given = _closure_given(args, kwargs)
+        if given is not None:
+            # The closure makes the gradients: make them here, once, and hand the step their loss.
+            with torch.enable_grad():
+                loss = given()
+            args, kwargs = _with_closure(args, kwargs, functools.partial(_loss_of, loss))
+        self._before_step(optimizer, clip, skip)
+        return None if given is None else (args, kwargs)
+
+    def _before_step(self, optimizer: torch.optim.Optimizer, clip: ClipGrad | None, skip: bool) -> None:
+        """Take the gradients' norms, then drop the gradients of a non-finite step or clip them."""
         per_part = clip is not None and clip.per_part
         by_part = _grads_by_part(optimizer, per_part)
         if not by_part:
@@ -294,6 +305,25 @@ def _clip_(clip: ClipGrad, params: list[torch.Tensor], total: torch.Tensor) -> N
     else:
         assert clip.agc is not None
         _adaptive_clip_(params, clip.agc, clip.eps)
+
+
+def _closure_given(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any] | None:
+    """The closure a call of ``optimizer.step`` was given (``args`` holds the optimizer first)."""
+    if kwargs.get("closure") is not None:
+        return kwargs["closure"]
+    return args[1] if len(args) > 1 else None
+
+
+def _with_closure(
+    args: tuple[Any, ...], kwargs: dict[str, Any], closure: Callable[[], Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if kwargs.get("closure") is not None:
+        return args, {**kwargs, "closure": closure}
+    return (args[0], closure, *args[2:]), kwargs
+
+
+def _loss_of(loss: Any) -> Any:
+    return loss
 
 
 def _deepcopy(optimizer: torch.optim.Optimizer, memo: dict[int, Any]) -> torch.optim.Optimizer:

@@ -72,6 +72,15 @@ def resolve(config: Any) -> ResolvedDocument:
             parse_rules(spec.options, spec.entry, format_path(spec.path, "param_groups"))
     with problems.collect():
         check_schedule_section(resolved.document.schedule, path="schedule")
+    if spec is not None and spec.entry.needs_closure:
+        around = resolved.document.around_step
+        for key, given in (("clip_grad", around.clip_grad is not None), ("skip_nonfinite", around.skip_nonfinite)):
+            if given:
+                problems.add(
+                    key,
+                    f"{spec.entry.name} evaluates its closure several times in one step, so the gradients cannot "
+                    "be clipped or checked before it; remove this key",
+                )
     problems.raise_if_any()
     return resolved
 

@@ -218,3 +218,57 @@ def test_a_module_clipping_on_its_own_is_refused_clip_grad() -> None:
     config = {**CONFIG, "clip_grad": {"max_norm": 1.0}}
     with pytest.raises(optforge.ConfigError, match="configure_gradient_clipping"):
         configure_optimizers(OwnClipping(config), config)
+
+
+class Poisoned(Regression):
+    """Its loss is NaN at the third training step."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.global_step == 2 else loss
+
+
+def _hand_loop(config: Any, skipped: tuple[int, ...] = (), scale: float = 1.0) -> list[torch.Tensor]:
+    """The weights after one epoch of ``config`` trained by hand, leaving out the batches ``skipped``."""
+    model = new_model()
+    optimizer, scheduler = optforge.build(model, config)
+    for index, (x, y) in enumerate(DataLoader(dataset(), batch_size=2)):
+        if index in skipped:
+            continue
+        optimizer.zero_grad()
+        (nn.functional.mse_loss(model(x), y) * scale).backward()
+        optimizer.step()
+        scheduler.step()
+    return [p.detach() for p in model.parameters()]
+
+
+def test_skip_nonfinite_skips_a_nan_step_under_automatic_optimization(tmp_path: Path) -> None:
+    config = {**CONFIG, "skip_nonfinite": True}
+    poisoned = Poisoned(config)
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(poisoned)
+    stats = optforge.step_stats(poisoned.trainer.optimizers[0])
+    assert (stats.steps, stats.skipped) == (3, 1)
+    # As if the NaN batch were not there: the weights, the optimizer state and the schedule skip it.
+    torch.testing.assert_close(_weights(poisoned), _hand_loop(config, skipped=(2,)))
+
+
+class Manual(Regression):
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.automatic_optimization = False
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(super().training_step(batch, batch_idx) * 100)
+        optimizer.step()
+        self.lr_schedulers().step()
+
+
+def test_clip_grad_clips_under_manual_optimization(tmp_path: Path) -> None:
+    module = Manual({**CONFIG, "clip_grad": {"max_norm": 0.05}})
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module)
+    stats = optforge.step_stats(module.trainer.optimizers[0])
+    assert stats.steps == 4
+    assert float(stats.grad_norm) > 0.05  # the norm before clipping
+    torch.testing.assert_close(_weights(module), _hand_loop({**CONFIG, "clip_grad": {"max_norm": 0.05}}, scale=100))
