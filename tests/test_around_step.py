@@ -169,6 +169,24 @@ def test_ema_over_a_parameter_list() -> None:
         assert torch.equal(ours, theirs)
 
 
+def test_parameters_added_to_the_optimizer_join_an_ema_over_a_parameter_list() -> None:
+    first, second = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.ones(2))
+    opt, _ = optforge.build([first], {"optimizer": {"name": "SGD", "lr": 1.0}, "ema": {"decay": 0.5}})
+    first.grad = torch.ones(3)
+    opt.step()  # the first update copies the weights
+    opt.add_param_group({"params": [second]})
+    first.grad, second.grad = torch.ones(3), torch.ones(2)
+    opt.step()  # the average of the first moves halfway; the new tensor joins it at its value after this step
+    averaged = optforge.ema_model(opt)
+    assert [tensor.tolist() for tensor in averaged] == [[-1.5] * 3, [0.0] * 2]
+    saved = opt.state_dict()
+    fresh_first, fresh_second = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.ones(2))
+    again, _ = optforge.build([fresh_first], {"optimizer": {"name": "SGD", "lr": 1.0}, "ema": {"decay": 0.5}})
+    again.add_param_group({"params": [fresh_second]})
+    again.load_state_dict(saved)
+    assert [tensor.tolist() for tensor in optforge.ema_model(again)] == [[-1.5] * 3, [0.0] * 2]
+
+
 def test_use_ema_swaps_and_restores_also_on_an_exception() -> None:
     model = net(batch_norm=True)
     opt, _ = build(model, ema={"decay": 0.9, "buffers": "average"})
@@ -270,6 +288,30 @@ def test_a_step_the_grad_scaler_skips_does_not_advance_the_scheduler() -> None:
     sched.step()
     assert sched.last_epoch == 0
     assert optforge.step_stats(opt).skipped == 1
+
+
+def test_a_fused_step_under_a_grad_scaler_is_clipped_on_the_true_gradients() -> None:
+    """GradScaler leaves a fused optimizer's gradients scaled for its step; they are unscaled before clipping."""
+    runs = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        config = {"optimizer": {"name": "AdamW", "lr": 0.1, "fused": fused}, "clip_grad": {"max_norm": 1.0}}
+        opt, _ = optforge.build(model, config)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        norms = []
+        for step in range(3):
+            opt.zero_grad()
+            x = torch.randn(8, 4, generator=torch.Generator().manual_seed(step))
+            scaler.scale(model(x).pow(2).sum()).backward()
+            scaler.step(opt)
+            scaler.update()
+            norms.append(float(optforge.step_stats(opt).grad_norm))
+        runs[fused] = norms, [p.detach() for p in model.parameters()]
+    (norms, weights), (fused_norms, fused_weights) = runs[False], runs[True]
+    assert norms[0] > 1.0
+    assert fused_norms == pytest.approx(norms, rel=1e-5)
+    torch.testing.assert_close(fused_weights, weights)
 
 
 def test_a_step_given_a_closure_evaluates_it_once_then_clips_and_skips() -> None:

@@ -12,6 +12,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from optforge import torch_internals
+from optforge.torch_internals import clear_pending_grad_scale, pending_grad_scale
 
 
 def _optimizer() -> torch.optim.Optimizer:
@@ -66,3 +67,22 @@ def test_the_unguarded_add_param_group_adds_a_group() -> None:
 
 def test_lr_scheduler_step_with_an_epoch_reads_the_closed_form_method() -> None:
     assert torch_internals.CLOSED_FORM_METHOD in inspect.getsource(LRScheduler.step)
+
+
+def test_grad_scaler_leaves_the_scale_on_a_fused_optimizer_and_none_once_unscaled() -> None:
+    param = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.AdamW([param], lr=0.1, fused=True)
+    seen = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(pending_grad_scale(opt)))
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    scaler.scale(param.sum()).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+    scaler.scale(param.sum()).backward()
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    assert float(seen[0]) == 8.0
+    assert seen[1] is None
+    clear_pending_grad_scale(optimizer)
+    assert pending_grad_scale(optimizer) is None

@@ -62,6 +62,7 @@ from torch import nn
 from optforge.config import AroundStep, ClipGrad, Ema
 from optforge.errors import ConfigError
 from optforge.optimizers.composite import CompositeOptimizer
+from optforge.torch_internals import clear_pending_grad_scale, pending_grad_scale
 
 __all__ = [
     "STATE_KEY",
@@ -230,6 +231,7 @@ class _Around:
         if not by_part:
             self.grad_norm = None
             return
+        _unscale_for_fused_step(optimizer, [p for part in by_part.values() for p in part])
         totals = _total_norms(by_part, clip)
         self.grad_norm = totals if per_part else totals[""]
         params = [p for part in by_part.values() for p in part]
@@ -256,7 +258,20 @@ class _Around:
         self.steps += 1
         ema = self.config.ema
         if ema is not None and self.steps % ema.every == 0:
+            self._follow_new_groups(optimizer)
             self.update_ema(self.steps)
+
+    def _follow_new_groups(self, optimizer: torch.optim.Optimizer) -> None:
+        """Parameters added since (``add_param_group``) join an average of tensors at their current values."""
+        if not isinstance(self.ema, list):
+            return  # an average of the model holds all of its parameters
+        known = {id(p) for p in self.params}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if id(p) not in known:
+                    known.add(id(p))
+                    self.params.append(p)
+                    self.ema.append(p.detach().clone())
 
     def _ema_state(self) -> dict[str, torch.Tensor]:
         if isinstance(self.ema, nn.Module):
@@ -264,6 +279,7 @@ class _Around:
         return {str(index): tensor for index, tensor in enumerate(self.ema or [])}
 
     def state_dict_post(self, optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+        self._follow_new_groups(optimizer)
         state_dict[STATE_KEY] = {"steps": self.steps, "skipped": self.skipped, "ema": self._ema_state()}
         return state_dict
 
@@ -273,6 +289,7 @@ class _Around:
         self._loaded = None
         if saved is None:
             return state_dict
+        self._follow_new_groups(optimizer)
         own = self._ema_state()
         ema = saved.get("ema", {}) if isinstance(saved, dict) else None
         if not isinstance(ema, dict) or set(ema) != set(own):
@@ -305,6 +322,22 @@ def _clip_(clip: ClipGrad, params: list[torch.Tensor], total: torch.Tensor) -> N
     else:
         assert clip.agc is not None
         _adaptive_clip_(params, clip.agc, clip.eps)
+
+
+def _unscale_for_fused_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+    """Unscale the gradients a ``GradScaler`` left scaled for a fused step, so they are clipped and checked as
+    the true gradients.
+
+    For an optimizer that unscales inside its step (``fused=True``), ``GradScaler.step`` sets
+    ``optimizer.grad_scale`` instead of unscaling; once the gradients are unscaled here it is
+    ``None``, as the scaler sets it after ``scaler.unscale_(optimizer)``.
+    """
+    scale = pending_grad_scale(optimizer)
+    if not isinstance(scale, torch.Tensor):
+        return
+    grads = [p.grad for p in params]
+    torch._foreach_mul_(grads, scale.double().reciprocal().float().to(grads[0].device))
+    clear_pending_grad_scale(optimizer)
 
 
 def _closure_given(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any] | None:

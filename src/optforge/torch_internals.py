@@ -14,6 +14,8 @@ loudly, rather than somewhere inside a training run.
   ``_disable_dynamo`` guard, whose first call imports ``torch._dynamo``.
 - :data:`CLOSED_FORM_METHOD`: the method torch's ``LRScheduler.step(epoch)`` calls when a
   scheduler has a closed form.
+- :func:`pending_grad_scale` and :func:`clear_pending_grad_scale`: the scale a ``GradScaler``
+  leaves on an optimizer that unscales inside its step (``fused=True``), instead of unscaling.
 
 Example:
     >>> import torch
@@ -32,7 +34,9 @@ from torch.optim import Optimizer
 __all__ = [
     "CLOSED_FORM_METHOD",
     "HOOK_TABLES",
+    "clear_pending_grad_scale",
     "optimizer_hooks",
+    "pending_grad_scale",
     "restore_state",
     "set_up_without_groups",
     "unguarded_add_param_group",
@@ -72,3 +76,17 @@ def optimizer_hooks(optimizer: Optimizer, kind: str) -> Iterable[Callable[..., A
 def unguarded_add_param_group() -> Callable[..., Any] | None:
     """``Optimizer.add_param_group`` without its torch.compile guard, or ``None`` where torch has no guard."""
     return getattr(Optimizer.add_param_group, "__wrapped__", None)
+
+
+# The attribute GradScaler.step sets on an optimizer with ``_step_supports_amp_scaling`` (None once unscaled).
+GRAD_SCALE_ATTRIBUTE = "grad_scale"
+
+
+def pending_grad_scale(optimizer: Optimizer) -> Any:
+    """The scale of gradients that ``GradScaler.step`` left scaled for ``optimizer``'s step, or ``None``."""
+    return getattr(optimizer, GRAD_SCALE_ATTRIBUTE, None)
+
+
+def clear_pending_grad_scale(optimizer: Optimizer) -> None:
+    """Tell ``optimizer``'s step that its gradients are unscaled, as ``GradScaler`` does after ``unscale_``."""
+    setattr(optimizer, GRAD_SCALE_ATTRIBUTE, None)
