@@ -51,6 +51,7 @@ import contextlib
 import copy
 import functools
 import math
+import sys
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ class _Around:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.ema: nn.Module | list[torch.Tensor] | None = None
         if config.ema is not None:
-            if self.model is not None:
+            if self.model is not None and not _fully_sharded(self.model):
                 self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
                 for p in self.ema.parameters():
                     p.grad = None
@@ -322,6 +323,13 @@ def _clip_(clip: ClipGrad, params: list[torch.Tensor], total: torch.Tensor) -> N
     else:
         assert clip.agc is not None
         _adaptive_clip_(params, clip.agc, clip.eps)
+
+
+def _fully_sharded(model: nn.Module) -> bool:
+    """Whether FSDP2 (``fully_shard``) shards a module of ``model``: such a model cannot be copied, so its
+    average is kept as tensors sharded as its parameters."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # never imported here: a model it shards imported it
+    return fsdp is not None and any(isinstance(module, fsdp.FSDPModule) for module in model.modules())
 
 
 def _unscale_for_fused_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
@@ -485,7 +493,8 @@ def _require(optimizer: Any, what: str) -> _Around:
 
 
 def ema_model(optimizer: torch.optim.Optimizer) -> nn.Module | list[torch.Tensor]:
-    """The EMA copy of the weights: an ``nn.Module`` when the optimizer was built over one, else tensors.
+    """The EMA copy of the weights: an ``nn.Module`` when the optimizer was built over one, else tensors
+    (also for a model FSDP2 shards, which cannot be copied: DTensors sharded as its parameters).
 
     Raises:
         ValueError: for an optimizer built without ``ema:``.

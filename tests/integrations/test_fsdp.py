@@ -92,3 +92,54 @@ def test_fully_sharded_run_equals_unsharded_run(sharded: list[dict[str, Any]], n
         got = rank_result[name]
         assert not isinstance(got, str), f"{name} failed on DTensor parameters:\n{got}"
         assert_same_params(got, want, rtol=1e-5, atol=1e-6)
+
+
+AROUND = {
+    "optimizer": {"name": "AdamW", "lr": 0.01},
+    "clip_grad": {"max_norm": 0.05},
+    "ema": {"decay": 0.9},
+    "skip_nonfinite": True,
+}
+
+
+def sharded_around_runs(rank: int, world_size: int, workdir: Path) -> dict[str, Any]:
+    """Train with clip_grad, ema and skip_nonfinite over the sharded model; its weights and its EMA, gathered."""
+    import optforge
+
+    x, y = data()
+    x, y = rank_share(x, rank, world_size), rank_share(y, rank, world_size)
+    model = fully_sharded_model(world_size)
+    optimizer, _ = optforge.build(model, AROUND)
+    norms = []
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        norms.append(float(optforge.step_stats(optimizer).grad_norm))
+    ema = optforge.ema_model(optimizer)  # tensors sharded as the parameters: FSDP2 models cannot be copied
+    assert [type(tensor).__name__ for tensor in ema] == ["DTensor"] * len(ema)
+    names = {id(param): name.removeprefix("module.") for name, param in model.named_parameters()}
+    stepped = [param for group in optimizer.param_groups for param in group["params"]]  # the order of the average
+    averaged = {names[id(param)]: tensor.full_tensor() for param, tensor in zip(stepped, ema, strict=True)}
+    return {"weights": full_params(model), "ema": averaged, "norms": norms}
+
+
+def test_clipping_and_the_ema_of_a_sharded_model_equal_the_unsharded_run(tmp_path: Path) -> None:
+    import optforge
+
+    model = tiny_model()
+    optimizer, _ = optforge.build(model, AROUND)
+    x, y = data()
+    norms = []
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        norms.append(float(optforge.step_stats(optimizer).grad_norm))
+    assert max(norms) > AROUND["clip_grad"]["max_norm"]  # the clipping acts
+    want = {"weights": full_params(model), "ema": full_params(optforge.ema_model(optimizer))}
+    for got in run_ranks("tests.integrations.test_fsdp:sharded_around_runs", tmp_path):
+        assert got["norms"] == pytest.approx(norms, rel=1e-5)
+        assert_same_params(got["weights"], want["weights"], rtol=1e-5, atol=1e-6)
+        for key, tensor in want["ema"].items():
+            torch.testing.assert_close(got["ema"][key], tensor, rtol=1e-5, atol=1e-6)
