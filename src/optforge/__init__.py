@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from optforge.distributed import load_checkpoint, save_checkpoint
     from optforge.errors import CheckpointError, ConfigError
     from optforge.explain import ParamTable, explain
+    from optforge.lr_find import LRFindResult, lr_find
     from optforge.lr_schedulers import list_schedulers, register_scheduler
     from optforge.optimizers.composite import CompositeOptimizer
     from optforge.param_groups import MultiTaskLearningRates, NoWeightDecay, make_param_groups, plan_param_groups
@@ -82,6 +83,8 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "optforge.errors",
     "ParamTable": "optforge.explain",
     "explain": "optforge.explain",
+    "LRFindResult": "optforge.lr_find",
+    "lr_find": "optforge.lr_find",
     "list_schedulers": "optforge.lr_schedulers",
     "register_scheduler": "optforge.lr_schedulers",
     "CompositeOptimizer": "optforge.optimizers.composite",
@@ -117,6 +120,7 @@ __all__ = [
     "ConfigError",
     "Document",
     "FlatOptimizerConfig",
+    "LRFindResult",
     "LRShim",
     "LearningRate",
     "MultiTaskLearningRates",
@@ -144,6 +148,7 @@ __all__ = [
     "list_schedulers",
     "load_checkpoint",
     "load_config",
+    "lr_find",
     "make_param_groups",
     "make_schedule",
     "muon_recipe",

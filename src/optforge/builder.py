@@ -36,6 +36,7 @@ from optforge.config import (
     read_around_step,
     read_schedule_section,
 )
+from optforge.config.stacks import as_document
 from optforge.config_source import read_config
 from optforge.construct import build_from_spec
 from optforge.errors import ConfigError, format_path
@@ -120,7 +121,7 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
         (True, 0.9)
     """
 
-    config = read_config(config)  # a YAML path is read once
+    config = as_document(read_config(config))  # a YAML path is read once; another stack's file is translated
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
         optimizer, around = _with_around_step(
@@ -143,7 +144,12 @@ def build_optimizer(model_or_params: Any, config: Any) -> torch.optim.Optimizer:
 
 
 def build(
-    model_or_params: Any, config: Any, *, total_steps: int | None = None, steps_per_epoch: int | None = None
+    model_or_params: Any,
+    config: Any,
+    *,
+    total_steps: int | None = None,
+    steps_per_epoch: int | None = None,
+    stack: str | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Build an optimizer and its learning-rate scheduler from one config.
 
@@ -156,6 +162,12 @@ def build(
     training script knows it from its data loader), for schedule lengths written
     as fractions of the run (``{fraction: 0.05}``) or in epochs; where the
     ``schedule:`` section also gives one, both must agree.
+
+    Another training stack's file (Hugging Face ``TrainingArguments`` fields, ...) is
+    translated into an optforge document first (:mod:`optforge.config.stacks`): it is
+    recognised where its shape is unambiguous, else named by ``stack``; ``total_steps``
+    is then the run fact the stack's trainer would supply (``num_training_steps``), and
+    each field the document does not carry is one :class:`~optforge.config.stacks.StackWarning`.
 
     Example:
         >>> import torch, optforge
@@ -179,7 +191,7 @@ def build(
     """
 
     run = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
-    config = read_config(config)  # a YAML path is read once
+    config = as_document(read_config(config), stack, **run)  # a YAML path is read once
     document = composite_document(config)
     if document is not None:  # the optimizer section is a list of parts: one CompositeOptimizer
         (optimizer, scheduler), around = _with_around_step(
@@ -230,8 +242,9 @@ def build_spec(
         shared = {"lr": spec.learning_rate}  # also for groups added later
         if len(optimizer.param_groups) != 1:
             names = [group.get("name", f"group{i}") for i, group in enumerate(optimizer.param_groups)]
-            schedules = dict.fromkeys(names, spec.learning_rate)
-            return optimizer, ClosedFormScheduler(optimizer, schedules, defaults=shared, **run)
+            return optimizer, ClosedFormScheduler(
+                optimizer, dict.fromkeys(names, spec.learning_rate), defaults=shared, **run
+            )
         key = spec.schedule_key or "ALL_PARAMS"
         return optimizer, ClosedFormScheduler(optimizer, {key: spec.learning_rate}, defaults=shared, **run)
     schedule = spec.schedule

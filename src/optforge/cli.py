@@ -1,4 +1,4 @@
-"""The ``optforge`` command line: list, validate, plot, explain, schema and demo.
+"""The ``optforge`` command line: list, validate, plot, explain, schema, demo and lr-find.
 
 Every command reports a bad config as one ``path: message`` line per problem on
 stderr (long values cut short) and exits with status 1; no input makes it print a
@@ -82,6 +82,24 @@ EXAMPLE_MODEL = "optforge.demo:make_model"
 TRACEBACK_VARIABLE = "OPTFORGE_TRACEBACK"
 
 ConfigArgument = Annotated[Path, typer.Argument(help="A YAML (or JSON) config file.", show_default=False)]
+StackOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="The training stack the file is written for (huggingface, ...); recognised from its shape when not given.",
+        show_default=False,
+    ),
+]
+RunStepsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--steps",
+        "-n",
+        min=1,
+        help="The run's length in optimizer steps, for a stack's file that needs it (num_training_steps).",
+        show_default=False,
+    ),
+]
 ModelOption = Annotated[
     str | None,
     typer.Option(
@@ -715,17 +733,17 @@ def _builtin_entries(glob: str, optional: Sequence[str]) -> list[Any]:
 
 @app.command(cls=_Command)
 @_guarded
-def validate(config: ConfigArgument, model: ModelOption = None) -> None:
+def validate(
+    config: ConfigArgument, model: ModelOption = None, stack: StackOption = None, steps: RunStepsOption = None
+) -> None:
     """Check a config (optimizer, schedule, param groups); print every error with its field path.
 
     Exits with status 0 when the config builds, 1 otherwise. Where the config picks parameters by name and
     no model is given, the last line says so. A file holding only a schedule (a Hydra schedule/ fragment) is
     checked as a schedule. Warns when the optimizer's lr differs from the peak of the schedule that overrides it.
     """
-    from optforge.cli_files import read_config_file
-
     try:
-        file = read_config_file(config)
+        file = _stack_file(config, stack, steps)
     except ConfigError as error:
         _fail(config, error.problems, [])
     notes = [file.note] if file.note else []
@@ -792,12 +810,28 @@ def _checked(config: Path, option: str | None, file: Any = None) -> _Checked:
     return _Checked(file, chosen, used, problems, on)
 
 
-def _on_model(config: Path, option: str | None) -> _Checked:
+def _stack_file(config: Path, stack: str | None, steps: int | None) -> Any:
+    """``config`` read for the command line; another stack's file is translated, its unexpressed fields noted."""
+    import warnings
+
+    from optforge.cli_files import read_config_file
+    from optforge.config.stacks import StackWarning, as_document
+
+    file = read_config_file(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StackWarning)
+        document = as_document(file.document, stack, total_steps=steps)
+    for warning in caught:
+        _note(str(warning.message), stderr=True)
+    return file if document is file.document else dataclasses.replace(file, document=document)
+
+
+def _on_model(config: Path, option: str | None, file: Any = None) -> _Checked:
     """The checked file for plot and explain; its problems end the command, as validate reports them.
 
     Where the problems may come from the stand-in model, the last line says so, as validate's does.
     """
-    checked = _checked(config, option)
+    checked = _checked(config, option, file)
     if checked.problems:
         _report(checked.problems, str(config))
         if checked.used == "stand-in" and checked.on:
@@ -838,6 +872,7 @@ def plot(
             "comma-separated; the last value repeats. Default: a metric that never improves.",
         ),
     ] = None,
+    stack: StackOption = None,
 ) -> None:
     """Plot the learning rate of each param group (and other scheduled hyperparameters).
 
@@ -847,7 +882,7 @@ def plot(
 
     values = _metric_values(metric)
     _require_plot_library("plotext" if output is None else "matplotlib")
-    checked = _on_model(config, model)
+    checked = _on_model(config, model, _stack_file(config, stack, steps))
     length = run_length(checked.file.document) if steps is None else None
     steps = steps or length or DEFAULT_PLOT_STEPS
     document = checked.file.document
@@ -892,11 +927,13 @@ def _metric_values(text: str | None) -> list[float] | None:
 
 @app.command(cls=_Command)
 @_guarded
-def explain(config: ConfigArgument, model: ModelOption = None) -> None:
+def explain(
+    config: ConfigArgument, model: ModelOption = None, stack: StackOption = None, steps: RunStepsOption = None
+) -> None:
     """Show the param group each parameter of a model lands in, with its lr, weight decay and why."""
     from optforge.explain import explain, table_cell
 
-    checked = _on_model(config, model)
+    checked = _on_model(config, model, _stack_file(config, stack, steps))
     table = explain(checked.model, checked.file.document)
     console = _console()
     for title, columns, rows in (
@@ -1042,6 +1079,77 @@ def _print_comparison(console: Console, results: Sequence[Any], steps: int) -> N
             style=style,
         )
     console.print(table)
+
+
+@app.command("lr-find", cls=_Command)
+@_guarded
+def lr_find(
+    config: ConfigArgument,
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="module:function or file.py:function returning an iterable of batches.",
+            show_default=False,
+        ),
+    ],
+    model: ModelOption = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            "--loss",
+            "-l",
+            help="module:function taking (model, batch) and returning the loss. Default: model(*batch) is the loss.",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", "-n", help="Steps of the sweep, at most.")] = 100,
+    start: Annotated[float, typer.Option(help="The first learning rate.")] = 1e-7,
+    end: Annotated[float, typer.Option(help="The learning rate the sweep heads for.")] = 10.0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the plot to this PNG instead of drawing it.")
+    ] = None,
+) -> None:
+    """Sweep the learning rate of a config on your model and data (an LR range test), and suggest one.
+
+    The model is left as it was. Prints a summary and, on the last line, the suggested lr.
+    """
+    from optforge.cli_files import read_config_file
+    from optforge.lr_find.command import sweep_command
+
+    _require_plot_library("plotext" if output is None else "matplotlib")
+    file = read_config_file(config)
+    chosen, _ = _model_for(model, file)
+    console = _console()
+    with _progress(console) as progress:
+        task = progress.add_task("lr-find", total=steps, status="building")
+
+        def show(step: int, lr: float, raw: float, smoothed: float) -> None:
+            progress.update(task, completed=step + 1, status=f"lr {lr:.2e}  loss {smoothed:.4g}")
+
+        result = sweep_command(chosen, file.document, data, loss, steps=steps, start=start, end=end, on_step=show)
+    if output is None:
+        size = shutil.get_terminal_size((100, 30))
+        typer.echo(result.plot_terminal(size.columns, max(size.lines - 8, 15), color=console.is_terminal))
+    else:
+        console.print(f"wrote {result.plot_png(output)}")
+    console.print(result.summary())
+    if result.suggestion is None:
+        raise ConfigError("no loss of the sweep was finite: no lr to suggest", path="--loss" if loss else "--model")
+    console.print(f"suggested lr: {result.suggestion:.3g} ({result.rule}: {result.reason})")
+
+
+@app.command(cls=_Command)
+@_guarded
+def convert(config: ConfigArgument, stack: StackOption = None, steps: RunStepsOption = None) -> None:
+    """Print the optforge document that builds what another training stack's file builds.
+
+    Each field the document cannot carry is a comment line. Hugging Face's schedules need the run's
+    length: give it with --steps N, or as max_steps in the file.
+    """
+    from optforge.convert import convert as convert_file
+
+    typer.echo(convert_file(config, stack, total_steps=steps), nl=False)
 
 
 def main() -> None:

@@ -19,13 +19,18 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from optforge.errors import ConfigError, unknown_choice
 
 __all__ = ["NamedRegistry", "Provider", "Providers"]
+
+# A name that may be an import path: dotted Python identifiers (``torch.optim.AdamW``).
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,11 @@ class NamedRegistry(Generic[EntryT]):
         entries: Every entry, by canonical name.
         lookup: The canonical name of each lower-case name and alias.
         providers: The providers of the entries.
+        from_path: Makes the entry of an object named by its import path
+            (``module.Class``; called with the name, the object and the config path),
+            for a name that is neither registered nor a provider's; ``None`` for a
+            registry that takes no import paths. An object that is registered already,
+            with nothing bound, keeps its entry.
 
     Example:
         >>> from optforge.registry import OptimizerEntry
@@ -168,12 +178,14 @@ class NamedRegistry(Generic[EntryT]):
         'AdamW'
     """
 
-    def __init__(self, what: str, *, hint: str) -> None:
+    def __init__(self, what: str, *, hint: str, from_path: Callable[[str, Any, str], EntryT] | None = None) -> None:
         self.what = what
         self.hint = hint
         self.entries: dict[str, EntryT] = {}
         self.lookup: dict[str, str] = {}
         self.providers = Providers(what)
+        self.from_path = from_path
+        self._by_path: dict[str, EntryT] = {}  # entries made for import paths, not listed
 
     def _article(self) -> str:
         return "an" if self.what[:1] in "aeiou" else "a"
@@ -243,9 +255,46 @@ class NamedRegistry(Generic[EntryT]):
         if key not in self.lookup:
             self.providers.load_for(name, path)
         if key not in self.lookup:
+            found = self._for_path(name, path)
+            if found is not None:
+                return found
             names = [*self.entries, *(alias for entry in self.entries.values() for alias in entry.aliases)]
-            raise unknown_choice(path, name, names, what=self.what, hint=self.hint)
+            hint = self.hint + (", or give an importable path (module.Class)" if self.from_path else "")
+            raise unknown_choice(path, name, names, what=self.what, hint=hint)
         return self.entries[self.lookup[key]]
+
+    def _for_path(self, name: str, path: str) -> EntryT | None:
+        """The entry for an import path (``torch.optim.AdamW``): the registered entry of that very
+        object with nothing bound, else one made by ``from_path``; ``None`` when ``name`` names no
+        importable object.
+
+        Raises:
+            ConfigError: when the module exists but fails to import, or ``from_path`` rejects the object.
+        """
+        if self.from_path is None or not _IMPORT_PATH.fullmatch(name):
+            return None
+        if name in self._by_path:
+            return self._by_path[name]
+        module_name, _, attr = name.rpartition(".")
+        try:
+            if importlib.util.find_spec(module_name) is None:
+                return None
+            target = getattr(importlib.import_module(module_name), attr, None)
+        except Exception as err:
+            missing = getattr(err, "name", None)
+            if isinstance(err, ImportError) and missing and f"{module_name}.".startswith(f"{missing}."):
+                return None  # no such module
+            raise ConfigError(f"{name!r}: its module {module_name} does not import here: {err}", path=path) from None
+        if target is None:
+            return None
+        lazy = f"{module_name}:{attr}"
+        for entry in self.entries.values():
+            cls = getattr(entry, "cls", None)
+            if (cls is target or cls == lazy) and not getattr(entry, "defaults", None):
+                return entry
+        entry = self.from_path(name, target, path)
+        self._by_path[name] = entry
+        return entry
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` is registered, loading its provider as :meth:`get` does (never raises)."""

@@ -1,6 +1,8 @@
 """The optimizer registry: one data entry per optimizer, looked up by name.
 
-Names are case-insensitive. Entries come from *providers*: ``torch`` (every
+Names are case-insensitive. Any optimizer class may also be named by its import path
+(``torch.optim.AdamW``, ``mypackage.optim.Fancy``): it is imported when the name is
+looked up, and a class registered already keeps its entry. Entries come from *providers*: ``torch`` (every
 ``torch.optim`` optimizer and the ``Momentum``/``NesterovMomentum`` presets),
 ``optforge`` (our own optimizers) and optional third-party providers that load
 lazily, the first time one of their names (``timm.lamb``) is asked for.
@@ -16,6 +18,8 @@ Example:
     >>> dict(optforge.get_optimizer_entry("my_sgd").defaults)
     {'momentum': 0.5}
     >>> optforge.unregister_optimizer("MySGD")
+    >>> [optforge.get_optimizer_entry(path).name for path in ("torch.optim.AdamW", "torch.optim.adamw.AdamW")]
+    ['AdamW', 'AdamW']
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 import torch
 
-from optforge.errors import ConfigError
+from optforge.errors import ConfigError, truncate
 from optforge.named_registry import NamedRegistry, Provider
 
 __all__ = [
@@ -225,8 +229,23 @@ def _keys_read_from(function: Callable[..., Any], mapping_name: str) -> tuple[st
     return tuple(dict.fromkeys(keys))
 
 
+def _entry_for_path(name: str, target: Any, path: str) -> OptimizerEntry:
+    """The entry of an optimizer class named by its import path (``torch.optim.AdamW``).
+
+    Raises:
+        ConfigError: when ``target`` is not an optimizer class.
+    """
+    if not (inspect.isclass(target) and issubclass(target, torch.optim.Optimizer)):
+        raise ConfigError(
+            f"{name!r} is not an optimizer class (a subclass of torch.optim.Optimizer), got {truncate(target)}",
+            path=path,
+        )
+    description = (target.__doc__ or "").strip().split("\n", 1)[0].strip()
+    return OptimizerEntry(name=name, cls=target, provider="import", description=description)
+
+
 _REGISTRY: NamedRegistry[OptimizerEntry] = NamedRegistry(
-    "optimizer", hint="See optforge.list_optimizers() or `optforge list` for every name"
+    "optimizer", hint="See optforge.list_optimizers() or `optforge list` for every name", from_path=_entry_for_path
 )
 _ENTRIES = _REGISTRY.entries  # canonical name -> entry
 _PROVIDERS = _REGISTRY.providers.by_name
@@ -392,6 +411,15 @@ register_provider(
         prefixes=("pytorch_optimizer.",),
         package="pytorch_optimizer",
         extra="pytorch-optimizer",
+    )
+)
+register_provider(
+    Provider(
+        name="transformers",
+        loader="optforge.providers.transformers:register",
+        prefixes=("transformers.",),
+        package="transformers",
+        extra="transformers",
     )
 )
 register_provider(Provider(name="optforge", loader="optforge.optimizers:register", builtin=True))

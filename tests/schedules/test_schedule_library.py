@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 
+from optforge.errors import ConfigError
 from optforge.schedules import SCHEDULE_BUILDERS, LearningRate, compute_lr, make_schedule
 
 HALF_COS = 0.5 * (1 + math.cos(math.pi * 0.5))
@@ -124,7 +125,36 @@ EXAMPLES: dict[str, tuple[dict, list[tuple[float, float]]]] = {
         },
         [(0, 1.0), (2, 0.5), (4, 0.5), (6, 0.5), (7, 0.0), (8, 0.1), (9, 0.2), (99, 0.2)],
     ),
+    "cosine_cycles": (
+        {"cosine_cycles": {"peak_value": 1.0, "decay_steps": 10}},
+        [(0, 1.0), (5, 0.5), (10, 0.0), (15, 0.5), (20, 1.0)],
+    ),
+    "shift": (
+        {"shift": {"steps": 1, "schedule": {"linear_decay": {"peak_value": 1.0, "decay_steps": 4}}}},
+        [(0, 0.75), (3, 0.0), (10, 0.0)],
+    ),
+    "ramp": (
+        {"ramp": {"peak_value": 1.0, "warmup_steps": 4, "shape": "log"}},
+        [(0, 0.0), (1, 0.5), (3, 1.0), (4, 1.0), (50, 1.0)],
+    ),
+    "triangle": (
+        {"triangle": {"init_value": 0.1, "peak_value": 1.0, "rise_steps": 4, "fall_steps": 4, "rise_stairs": 2}},
+        [(0, 0.1), (1, 0.1), (2, 0.55), (4, 1.0), (5, 0.775), (6, 0.55), (8, 0.1), (12, 1.0)],
+    ),
+    "inverse_time_decay": (
+        {"inverse_time_decay": {"peak_value": 1.0, "decay_rate": 1.0, "transition_steps": 10}},
+        [(0, 1.0), (10, 0.5), (30, 0.25)],
+    ),
+    "linear_growth": (
+        {"linear_growth": {"init_value": 0.5, "rate": 2.0, "transition_steps": 10, "staircase": True}},
+        [(0, 0.5), (9, 0.5), (10, 1.5), (25, 2.5)],
+    ),
 }
+
+
+def test_a_log_ramp_needs_two_steps() -> None:
+    with pytest.raises(ConfigError, match="a log ramp needs warmup_steps >= 2"):
+        make_schedule({"ramp": {"peak_value": 1.0, "warmup_steps": 1, "shape": "log"}})
 
 
 def test_every_schedule_has_an_example_and_a_builder() -> None:

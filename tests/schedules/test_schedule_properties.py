@@ -205,7 +205,68 @@ def wrapped(draw: st.DrawFn) -> Case:
     return Case(config, peak, low, first.warmup, first.init, boundaries, steps + inner.horizon, reached=first.peak)
 
 
+@st.composite
+def ramp(draw: st.DrawFn) -> Case:
+    peak = draw(peaks)
+    init, shape = peak * draw(fractions), draw(st.sampled_from(["linear", "cosine", "1-sqrt", "log"]))
+    w = draw(st.integers(2, 100))
+    config = {"ramp": {"init_value": init, "peak_value": peak, "warmup_steps": w, "shape": shape}}
+    return Case(config, peak, init, w, init, [w - 1, w] if shape == "log" else [w])
+
+
+@st.composite
+def triangle(draw: st.DrawFn) -> Case:
+    start, apex = draw(peaks), draw(peaks)
+    rise, fall = draw(st.integers(1, 100)), draw(st.integers(0, 100))
+    stairs = draw(st.sampled_from([0, 0, 3]))
+    body = {"init_value": start, "peak_value": apex, "rise_steps": rise, "fall_steps": fall}
+    config = {"triangle": {**body, "rise_stairs": stairs, "fall_stairs": stairs}}
+    continuous = [] if stairs else [rise, rise + fall] if fall else []
+    return Case(config, max(start, apex), min(start, apex), continuous_at=continuous)
+
+
+@st.composite
+def inverse_time_decay(draw: st.DrawFn) -> Case:
+    peak, rate, steps, staircase = draw(peaks), draw(st.floats(0.0, 5.0)), draw(lengths), draw(st.booleans())
+    body = {"peak_value": peak, "decay_rate": rate, "transition_steps": steps, "staircase": staircase}
+    config = {"inverse_time_decay": body}
+    return Case(config, peak, peak / (1 + rate * 1000 / steps), continuous_at=[] if staircase else [steps])
+
+
+@st.composite
+def linear_growth(draw: st.DrawFn) -> Case:
+    init, rate, steps, staircase = draw(peaks), draw(st.floats(0.0, 5.0)), draw(lengths), draw(st.booleans())
+    config = {"linear_growth": {"init_value": init, "rate": rate, "transition_steps": steps, "staircase": staircase}}
+    return Case(config, init * (1 + rate * 1000 / steps), init, continuous_at=[] if staircase else [steps])
+
+
+@st.composite
+def cosine_cycles(draw: st.DrawFn) -> Case:
+    peak = draw(peaks)
+    end, warm = peak * draw(fractions), draw(_warmup(peak))
+    w = warm.get("warmup_steps", 0)
+    decay, cycles, hard = w + draw(lengths), draw(st.floats(0.25, 3.0)), draw(st.booleans())
+    body = {"peak_value": peak, "end_value": end, "decay_steps": decay, "cycles": cycles, "hard_restarts": hard}
+    init = warm.get("init_value", 0.0)
+    return Case({"cosine_cycles": {**body, **warm}}, peak, min(end, init), w, init, [w], decay + 10)
+
+
+@st.composite
+def shifted(draw: st.DrawFn) -> Case:
+    inner = draw(annealed("cosine_decay"))
+    steps = draw(st.integers(0, 20))
+    config = {"shift": {"steps": steps, "schedule": inner.config}}
+    continuous = [s - steps for s in inner.continuous_at if s > steps]
+    return Case(config, inner.peak, inner.low, continuous_at=continuous, horizon=inner.horizon)
+
+
 STRATEGIES = {
+    "cosine_cycles": cosine_cycles(),
+    "shift": shifted(),
+    "ramp": ramp(),
+    "triangle": triangle(),
+    "inverse_time_decay": inverse_time_decay(),
+    "linear_growth": linear_growth(),
     "linear_decay": annealed("linear_decay"),
     "cosine_decay": annealed("cosine_decay"),
     "polynomial_decay": annealed("polynomial_decay"),

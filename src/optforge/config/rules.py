@@ -34,6 +34,12 @@ class NoWeightDecay(StrictModel):
     ndim_1: pydantic.StrictBool = True
     model: pydantic.StrictBool = pydantic.Field(True, description="also the names returned by model.no_weight_decay()")
     names: list[str] = pydantic.Field(default_factory=list, description="globs of parameter names")
+    module_types: list[str] = pydantic.Field(
+        default_factory=list, description="class names of the modules holding the parameter (subclasses too)"
+    )
+    patterns: list[str] = pydantic.Field(
+        default_factory=list, description="regular expressions searched for in the parameter's lower-cased name"
+    )
 
 
 class ParamGroupRule(StrictModel):
@@ -43,11 +49,19 @@ class ParamGroupRule(StrictModel):
     regex: pydantic.StrictBool = False
     module_type: Globs | None = None
     ndim: pydantic.StrictInt | list[pydantic.StrictInt] | None = None
+    depthwise: pydantic.StrictBool | None = pydantic.Field(
+        None,
+        description="true: only parameters of depthwise convolutions (an nn.Conv2d with in_channels == groups); "
+        "false: none of those",
+    )
     name: str | None = None
     lr_scale: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
     schedule: LearningRate | None = None
     layer: Annotated[int, pydantic.Field(ge=0, strict=True)] | None = None
     frozen: pydantic.StrictBool = False
+    optional: pydantic.StrictBool = pydantic.Field(
+        False, description="the rule may match no parameter (a rule written for any model, not one)"
+    )
 
     @pydantic.model_validator(mode="after")
     def _regex_needs_match(self) -> ParamGroupRule:

@@ -57,8 +57,8 @@ Beta = Annotated[float, pydantic.Field(ge=0, lt=1, strict=True)]
 BUILD_OPTIONS: Mapping[str, str] = {
     "zero": "true wraps the optimizer in ZeroRedundancyOptimizer, sharding its state across ranks "
     "(needs an initialized process group)",
-    "param_groups": "ordered rules: match parameters by name, module_type or ndim; set hyperparameters, "
-    "lr_scale, name, schedule, layer or frozen (first match wins)",
+    "param_groups": "ordered rules: match parameters by name, module_type, ndim or depthwise; set hyperparameters, "
+    "lr_scale, name, schedule, layer, frozen or optional (first match wins)",
     "no_weight_decay": "weight_decay 0 for biases, norms, 1-D params, embeddings, names: true, false or a mapping "
     "(default: on for decoupled-decay optimizers)",
     "layer_decay": "scale each block's lr by layer_decay ** (blocks above it)",

@@ -11,7 +11,7 @@ from torch.optim import lr_scheduler
 
 from optforge.lr_schedulers.chained import RangedChainedScheduler
 from optforge.lr_schedulers.registry import register_scheduler
-from optforge.lr_schedulers.timm_adapter import TimmScheduler
+from optforge.lr_schedulers.timm_adapter import TimmScheduler, unscale_initial_lrs
 from optforge.ranges import Range
 
 __all__ = ["TIMM_FACTORY_NAMES", "register_optforge", "register_timm", "register_torch"]
@@ -76,10 +76,11 @@ def register_torch() -> None:
 
 
 def register_optforge() -> None:
-    """Register the training template's own two schedulers."""
+    """Register optforge's own schedulers (the training template's two and ``WindowedChain``)."""
     for path in (
         "optforge.lr_schedulers.polynomial_lr_decay:PolynomialLRDecay",
         "optforge.lr_schedulers.cosine_warmup_restarts:CosineAnnealingWarmupReduceRestarts",
+        "optforge.lr_schedulers.windowed_chain:WindowedChain",
     ):
         cls = _import(path)
         register_scheduler(cls, provider="optforge", description=_first_line(cls))
@@ -96,8 +97,17 @@ def _timm_factory(sched: str) -> Any:
     def build(optimizer: torch.optim.Optimizer, **arguments: Any) -> Any:
         from timm.scheduler import create_scheduler_v2
 
+        unscale_initial_lrs(optimizer)
         scheduler, _ = create_scheduler_v2(optimizer, sched=sched, **arguments)
         return scheduler
+
+    return build
+
+
+def _timm_class_factory(cls: type) -> Any:
+    def build(optimizer: torch.optim.Optimizer, **arguments: Any) -> Any:
+        unscale_initial_lrs(optimizer)
+        return cls(optimizer, **arguments)
 
     return build
 
@@ -116,6 +126,8 @@ def register_timm(names: Sequence[str] = TIMM_FACTORY_NAMES) -> None:
                 provider="timm",
                 description=_first_line(cls),
                 metric=attr == "PlateauLRScheduler",
+                factory=_timm_class_factory(cls),
+                signature=cls.__init__,
                 wrap=TimmScheduler,
             )
     for sched in names:

@@ -1,6 +1,9 @@
 """The scheduler registry: one data entry per learning-rate scheduler, looked up by name.
 
-Names are case-insensitive. Entries come from providers: ``torch`` (every
+Names are case-insensitive. A scheduler class, or a function ``f(optimizer, **arguments)``
+returning one, may also be named by its import path
+(``torch.optim.lr_scheduler.StepLR``, ``mypackage.schedules.make``); its arguments are
+checked against its signature as a registered entry's are. Entries come from providers: ``torch`` (every
 ``torch.optim.lr_scheduler`` scheduler, found by scanning the module),
 ``optforge`` (the training template's ``PolynomialLRDecay`` and
 ``CosineAnnealingWarmupReduceRestarts``) and ``timm``, loaded the first time a
@@ -22,10 +25,13 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
-from optforge.errors import ConfigError
+import torch
+
+from optforge.errors import ConfigError, truncate
 from optforge.lr_schedulers.entry import SchedulerEntry
 from optforge.named_registry import NamedRegistry, Provider
 from optforge.registry import is_optimizer_name
@@ -45,8 +51,35 @@ __all__ = [
 # The providers of schedulers are described as those of optimizers are.
 SchedulerProvider = Provider
 
+
+def _is_scheduler_class(target: Any) -> bool:
+    """A torch ``LRScheduler``, or another class with a ``step`` that is neither an optimizer nor a module."""
+    if not inspect.isclass(target):
+        return False
+    if issubclass(target, torch.optim.lr_scheduler.LRScheduler):
+        return True
+    return callable(getattr(target, "step", None)) and not issubclass(target, (torch.optim.Optimizer, torch.nn.Module))
+
+
+def _entry_for_path(name: str, target: Any, path: str) -> SchedulerEntry:
+    """The entry of a scheduler class, or a function returning a scheduler, named by its import path.
+
+    Raises:
+        ConfigError: when ``target`` is neither a class nor a function.
+    """
+    if not (inspect.isfunction(target) or _is_scheduler_class(target)):
+        raise ConfigError(
+            f"{name!r} is not a scheduler class or a function making one, got {truncate(target)}",
+            path=path,
+        )
+    description = (inspect.getdoc(target) or "").strip().split("\n", 1)[0].strip()
+    return SchedulerEntry(name=name, cls=target, provider="import", description=description)
+
+
 _REGISTRY: NamedRegistry[SchedulerEntry] = NamedRegistry(
-    "scheduler", hint="See optforge.list_schedulers() or `optforge list --schedulers` for every name"
+    "scheduler",
+    hint="See optforge.list_schedulers() or `optforge list --schedulers` for every name",
+    from_path=_entry_for_path,
 )
 _ENTRIES = _REGISTRY.entries  # canonical name -> entry
 

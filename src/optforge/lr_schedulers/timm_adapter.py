@@ -17,7 +17,25 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from optforge.lr_schedulers.plateau import missing_metric
 
-__all__ = ["TimmScheduler"]
+__all__ = ["TimmScheduler", "unscale_initial_lrs"]
+
+
+def unscale_initial_lrs(optimizer: torch.optim.Optimizer) -> None:
+    """Give each group with an ``lr_scale`` the initial lr before that scale, for a timm scheduler to build on.
+
+    A group's lr already holds its ``lr_scale``, and timm's schedulers multiply every
+    value they set by ``lr_scale`` again; from ``lr / lr_scale`` they give the group
+    ``value * lr_scale``, as timm does with its own layer-decay groups.
+
+    Example:
+        >>> opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.25, "lr_scale": 0.5}])
+        >>> unscale_initial_lrs(opt); opt.param_groups[0]["initial_lr"]
+        0.5
+    """
+    for group in optimizer.param_groups:
+        scale = group.get("lr_scale")
+        if scale and "initial_lr" not in group:
+            group["initial_lr"] = group["lr"] / scale
 
 
 class TimmScheduler(LRScheduler):

@@ -19,7 +19,7 @@ from torch import nn
 
 from optforge.errors import ConfigError
 
-__all__ = ["ParamInfo", "param_infos"]
+__all__ = ["ParamInfo", "is_depthwise_conv", "param_infos"]
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,25 @@ class ParamInfo:
         aliases: Every dotted name that reaches it.
         param: The parameter.
         owners: The types of the modules that hold it directly.
+        depthwise: A module holding it directly is a depthwise convolution (an
+            ``nn.Conv2d`` with ``in_channels == groups``).
     """
 
     name: str
     aliases: tuple[str, ...]
     param: torch.Tensor
     owners: tuple[type[nn.Module], ...]
+    depthwise: bool = False
+
+
+def is_depthwise_conv(module: nn.Module) -> bool:
+    """Whether ``module`` is a depthwise convolution: an ``nn.Conv2d`` with ``in_channels == groups``.
+
+    Example:
+        >>> is_depthwise_conv(torch.nn.Conv2d(4, 8, 3, groups=4)), is_depthwise_conv(torch.nn.Conv2d(4, 4, 3))
+        (True, False)
+    """
+    return isinstance(module, nn.Conv2d) and module.in_channels == module.groups
 
 
 def param_infos(model: nn.Module) -> list[ParamInfo]:
@@ -48,13 +61,19 @@ def param_infos(model: nn.Module) -> list[ParamInfo]:
         ['a.weight', 'a.bias']
     """
     found: dict[int, tuple[torch.Tensor, list[str], list[type[nn.Module]]]] = {}
+    depthwise: set[int] = set()
     for prefix, module in model.named_modules(remove_duplicate=False):
         for pname, param in module.named_parameters(recurse=False, remove_duplicate=False):
             _, aliases, owners = found.setdefault(id(param), (param, [], []))
             aliases.append(f"{prefix}.{pname}" if prefix else pname)
             if type(module) not in owners:
                 owners.append(type(module))
-    return [ParamInfo(aliases[0], tuple(aliases), param, tuple(owners)) for param, aliases, owners in found.values()]
+            if is_depthwise_conv(module):
+                depthwise.add(id(param))
+    return [
+        ParamInfo(aliases[0], tuple(aliases), param, tuple(owners), id(param) in depthwise)
+        for param, aliases, owners in found.values()
+    ]
 
 
 def _close_names(value: str, infos: Sequence[ParamInfo], n: int = 3) -> list[str]:

@@ -1,7 +1,8 @@
 """Param-group rules: parse them, and find the parameters each selects (first match wins).
 
 A rule selects parameters by ``match`` (globs, or a regex with ``regex: true``),
-``module_type`` and/or ``ndim``; its other keys set hyperparameters.
+``module_type``, ``ndim`` and/or ``depthwise`` (held by a depthwise convolution: an
+``nn.Conv2d`` with ``in_channels == groups``); its other keys set hyperparameters.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def parse_rules(options: Mapping[str, Any], entry: OptimizerEntry, path: str) ->
                 )
         config = parse_model(ParamGroupRule, own, where)
         hyperparameters = check_hyperparameters(entry, rest, where)
-        if config.match is None and config.module_type is None and config.ndim is None:
-            raise ConfigError("a rule needs a selector: match, module_type or ndim", path=where)
+        if config.match is None and config.module_type is None and config.ndim is None and config.depthwise is None:
+            raise ConfigError("a rule needs a selector: match, module_type or ndim (or depthwise)", path=where)
         if config.frozen and (hyperparameters or config.lr_scale is not None or config.schedule is not None):
             raise ConfigError("a frozen rule leaves its parameters out and takes no settings", path=where)
         if config.layer is not None and options.get("layer_decay") is None:
@@ -109,6 +110,8 @@ def check_module_types(rules: Sequence[Rule], infos: Sequence[ParamInfo], model:
     in_model = _type_names(type(m) for m in model.modules())
     known = in_model | {name for name in dir(nn) if isinstance(getattr(nn, name), type)}
     for rule in rules:
+        if rule.config.optional:
+            continue  # written for any model: a type this model lacks selects nothing
         for value in _as_list(rule.config.module_type) if rule.config.module_type is not None else []:
             if not any(ch in value for ch in "*?[") and value not in known:
                 raise unknown_choice(
@@ -124,6 +127,8 @@ def rule_matches(rule: Rule, info: ParamInfo) -> bool:
         names = _type_names(info.owners)
         if not any(fnmatch.filter(names, value) for value in _as_list(config.module_type)):
             return False
+    if config.depthwise is not None and info.depthwise != config.depthwise:
+        return False
     return config.ndim is None or info.param.ndim in _as_list(config.ndim)
 
 
@@ -131,13 +136,19 @@ def rule_matches_nothing(rule: Rule, infos: Sequence[ParamInfo]) -> ConfigError:
     config = rule.config
     if config.match is not None:
         shown = config.match if isinstance(config.match, str) else ", ".join(config.match)
-        extra = "" if config.module_type is None and config.ndim is None else " (with its other selectors)"
+        others = (config.module_type, config.ndim, config.depthwise)
+        extra = "" if all(value is None for value in others) else " (with its other selectors)"
         return no_match_error(shown, infos, format_path(rule.path, "match"), f"matches no parameter{extra}")
     if config.module_type is not None:
         types = sorted(_type_names(t for info in infos for t in info.owners) - {"Module", "object"})
         return ConfigError(
             f"{config.module_type!r} matches no parameter; module types holding parameters: {', '.join(types)}",
             path=format_path(rule.path, "module_type"),
+        )
+    if config.ndim is None:
+        return ConfigError(
+            f"depthwise: {str(config.depthwise).lower()} matches no parameter",
+            path=format_path(rule.path, "depthwise"),
         )
     ndims = sorted({info.param.ndim for info in infos})
     return ConfigError(
@@ -146,14 +157,15 @@ def rule_matches_nothing(rule: Rule, infos: Sequence[ParamInfo]) -> ConfigError:
 
 
 def place_rules(rules: Sequence[Rule], infos: Sequence[ParamInfo]) -> dict[int, Rule]:
-    """The first matching rule of each parameter (by ``id``); a rule that places nothing is an error."""
+    """The first matching rule of each parameter (by ``id``); a rule that places nothing is an error
+    (unless it is ``optional``)."""
     placed: dict[int, Rule] = {}
     for rule in rules:
         matched = [info for info in infos if rule_matches(rule, info)]
-        if not matched:
+        if not matched and not rule.config.optional:
             raise rule_matches_nothing(rule, infos)
         fresh = [info for info in matched if id(info.param) not in placed]
-        if not fresh:
+        if not fresh and not rule.config.optional:
             earlier = sorted({placed[id(info.param)].path for info in matched})
             raise ConfigError(
                 f"matches only parameters already placed by {', '.join(earlier)} (first match wins); "

@@ -42,6 +42,20 @@ def _is_norm(info: ParamInfo) -> bool:
     return any(issubclass(t, NORM_TYPES) or _NORM_CLASS_NAME.search(t.__name__) for t in info.owners)
 
 
+def _held_by(class_name: str) -> Callable[[ParamInfo], bool]:
+    """Whether a parameter is held by a module of class ``class_name`` (or of a subclass)."""
+    return lambda info: any(cls.__name__ == class_name for owner in info.owners for cls in owner.__mro__)
+
+
+def _searched(pattern: str, path: str) -> Callable[[ParamInfo], bool]:
+    """Whether ``pattern`` is found in the lower-cased name of a parameter."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"not a regular expression: {exc}", path=path) from None
+    return lambda info: any(regex.search(alias.lower()) for alias in info.aliases)
+
+
 # The weight-decay presets, by their key in ``no_weight_decay``; each says whether a parameter is exempt.
 NO_WEIGHT_DECAY_PRESETS: Mapping[str, Callable[[ParamInfo], bool]] = {
     "bias": lambda info: any(alias.rsplit(".", 1)[-1] == "bias" for alias in info.aliases),
@@ -80,6 +94,11 @@ def no_decay_reasons(
         for info in hits:
             reasons.setdefault(id(info.param), f"no_weight_decay: {pattern}")
     checks = [(key, check) for key, check in NO_WEIGHT_DECAY_PRESETS.items() if getattr(config, key)]
+    checks += [(f"module_types: {name}", _held_by(name)) for name in config.module_types]
+    checks += [
+        (f"patterns: {pattern}", _searched(pattern, format_path(path, "patterns", i)))
+        for i, pattern in enumerate(config.patterns)
+    ]
     for info in infos:
         key = next((key for key, check in checks if check(info)), None)
         if key is not None:

@@ -17,14 +17,20 @@ from collections.abc import Callable, Mapping, Sequence
 
 __all__ = [
     "ANNEAL_WEIGHTS",
+    "RISE_WEIGHTS",
     "Schedule",
     "anneal",
     "constant",
+    "cosine_cycles",
     "cosine_restarts",
     "exponential",
     "inverse_sqrt",
+    "inverse_time",
     "join",
+    "linear_growth",
+    "log_ramp",
     "multistep",
+    "triangle",
     "with_warmup",
 ]
 
@@ -35,6 +41,13 @@ ANNEAL_WEIGHTS: Mapping[str, Callable[[float], float]] = {
     "linear": lambda p: p,
     "cosine": lambda p: 0.5 * (1.0 - math.cos(math.pi * p)),
     "1-sqrt": math.sqrt,
+}
+
+
+# The weight of a warmup's end value at progress p: ANNEAL_WEIGHTS, with ``1-sqrt`` mirrored (fast at first).
+RISE_WEIGHTS: Mapping[str, Callable[[float], float]] = {
+    **ANNEAL_WEIGHTS,
+    "1-sqrt": lambda p: 1.0 - math.sqrt(1.0 - p),
 }
 
 
@@ -109,6 +122,60 @@ def cosine_restarts(peak: float, end: float, cycle_steps: int, cycle_mult: float
         return end + height * peak_decay**cycle * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return schedule
+
+
+def cosine_cycles(peak: float, end: float, steps: int, cycles: float, hard_restarts: bool) -> Schedule:
+    """``cycles`` cosine waves over ``steps`` from ``peak`` to ``end`` (restarting half waves if ``hard_restarts``)."""
+    height = peak - end
+
+    def wave(step: int) -> float:
+        progress = step / steps
+        return end + height * max(0.0, 0.5 * (1.0 + math.cos(math.pi * cycles * 2.0 * progress)))
+
+    def restarts(step: int) -> float:
+        progress = step / steps
+        if progress >= 1.0:
+            return end
+        return end + height * max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((cycles * progress) % 1.0))))
+
+    return restarts if hard_restarts else wave
+
+
+def log_ramp(start: float, end: float, steps: int) -> Schedule:
+    """From ``start`` at step 0 to ``end`` at ``steps - 1`` as ``log(1 + step) / log(steps)``, then ``end``."""
+    span, inverse = end - start, 1.0 / math.log(steps)
+    return lambda step: start + span * min(1.0, inverse * math.log(step + 1)) if step < steps else end
+
+
+def triangle(start: float, apex: float, rise: int, fall: int, rise_stairs: int, fall_stairs: int) -> Schedule:
+    """From ``start`` to ``apex`` over ``rise`` steps and back over ``fall``, repeated; optionally in stairs."""
+    total = float(rise + fall)
+    ratio, span = rise / total, apex - start
+
+    def schedule(step: int) -> float:
+        x = 1.0 + step / total - math.floor(1.0 + step / total)
+        scale, stairs = (x / ratio, rise_stairs) if x <= ratio else ((x - 1) / (ratio - 1), fall_stairs)
+        if stairs > 0:
+            at = step % total
+            position = at * stairs / rise if at <= rise else (total - at) * stairs / fall
+            scale = math.floor(position) / stairs
+        return start + span * scale
+
+    return schedule
+
+
+def inverse_time(start: float, rate: float, steps: int, staircase: bool) -> Schedule:
+    """``start / (1 + rate * step / steps)`` (whole periods only if ``staircase``)."""
+    if staircase:
+        return lambda step: start / (1 + rate * (step // steps))
+    return lambda step: start / (1 + rate * (step / steps))
+
+
+def linear_growth(start: float, rate: float, steps: int, staircase: bool) -> Schedule:
+    """``start * (1 + rate * step / steps)`` (whole periods only if ``staircase``)."""
+    if staircase:
+        return lambda step: start * (1 + rate * math.floor(step / steps))
+    return lambda step: start * (1 + rate * (step / steps))
 
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:

@@ -13,18 +13,24 @@ from optforge.schedules import _shapes as shapes
 from optforge.schedules._lengths import MAX_STEP
 from optforge.schedules._shapes import Schedule
 from optforge.schedules.models import (
+    CosineCycles,
     CosineRestarts,
     ExponentialDecay,
     InverseSqrt,
+    InverseTimeDecay,
     Join,
     LearningRate,
+    LinearGrowth,
     LinearRampToConstant,
     LinearRampToCosine,
     MultistepDecay,
     OneCycle,
     PiecewiseConstant,
     PolynomialDecay,
+    Ramp,
+    Shift,
     StepDecay,
+    Triangle,
     Warmup,
     WarmupStableDecay,
 )
@@ -162,7 +168,41 @@ def _warmup_stable_decay(cfg: WarmupStableDecay) -> Schedule:
     stable = cfg.decay_steps - cfg.warmup_steps - cfg.cooldown_steps
     cooldown = shapes.anneal(cfg.peak_value, cfg.end_value, cfg.cooldown_steps, cfg.shape)
     body = shapes.join([shapes.constant(cfg.peak_value), cooldown], [stable]) if stable else cooldown
+    if cfg.warmup_shape == "linear" or not cfg.warmup_steps:
+        return _warmup_then(cfg, body)
+    ramp = shapes.anneal(cfg.init_value, cfg.peak_value, cfg.warmup_steps, shapes.RISE_WEIGHTS[cfg.warmup_shape])
+    return shapes.join([ramp, body], [cfg.warmup_steps])
+
+
+def _cosine_cycles(cfg: CosineCycles) -> Schedule:
+    body = shapes.cosine_cycles(
+        cfg.peak_value, cfg.end_value, cfg.decay_steps - cfg.warmup_steps, cfg.cycles, cfg.hard_restarts
+    )
     return _warmup_then(cfg, body)
+
+
+def _shift(cfg: Shift) -> Schedule:
+    body, steps = _compile(cfg.schedule), cfg.steps
+    return lambda step: body(step + steps)
+
+
+def _ramp(cfg: Ramp) -> Schedule:
+    if cfg.shape == "log":
+        return shapes.log_ramp(cfg.init_value, cfg.peak_value, cfg.warmup_steps)
+    return shapes.anneal(cfg.init_value, cfg.peak_value, cfg.warmup_steps, shapes.RISE_WEIGHTS[cfg.shape])
+
+
+def _triangle(cfg: Triangle) -> Schedule:
+    rise, fall = cfg.rise_steps, cfg.fall_steps
+    return shapes.triangle(cfg.init_value, cfg.peak_value, rise, fall, cfg.rise_stairs, cfg.fall_stairs)
+
+
+def _inverse_time_decay(cfg: InverseTimeDecay) -> Schedule:
+    return shapes.inverse_time(cfg.peak_value, cfg.decay_rate, cfg.transition_steps, cfg.staircase)
+
+
+def _linear_growth(cfg: LinearGrowth) -> Schedule:
+    return shapes.linear_growth(cfg.init_value, cfg.rate, cfg.transition_steps, cfg.staircase)
 
 
 def _warmup(cfg: Warmup) -> Schedule:
@@ -196,6 +236,12 @@ SCHEDULE_BUILDERS: Mapping[str, Callable[[Any], Schedule]] = {
     "warmup_stable_decay": _warmup_stable_decay,
     "warmup": _warmup,
     "join": _join,
+    "cosine_cycles": _cosine_cycles,
+    "shift": _shift,
+    "ramp": _ramp,
+    "triangle": _triangle,
+    "inverse_time_decay": _inverse_time_decay,
+    "linear_growth": _linear_growth,
 }
 
 

@@ -28,13 +28,16 @@ from optforge._validation import StrictModel, exactly_one
 from optforge.schedules._lengths import StepCount, StepIndex
 
 __all__ = [
+    "CosineCycles",
     "CosineDecay",
     "CosineRestarts",
     "ExponentialDecay",
     "InverseSqrt",
+    "InverseTimeDecay",
     "Join",
     "LearningRate",
     "LinearDecay",
+    "LinearGrowth",
     "LinearRampToConstant",
     "LinearRampToCosine",
     "MultistepDecay",
@@ -42,7 +45,10 @@ __all__ = [
     "Phase",
     "PiecewiseConstant",
     "PolynomialDecay",
+    "Ramp",
+    "Shift",
     "StepDecay",
+    "Triangle",
     "Warmup",
     "WarmupStableDecay",
 ]
@@ -294,6 +300,8 @@ class WarmupStableDecay(_WithWarmup):
     """Warmup to ``peak_value``, hold it, then decay to ``end_value`` over the last ``cooldown_steps``.
 
     The decay ends at ``decay_steps``; its ``shape`` is ``linear``, ``cosine`` or ``1-sqrt``.
+    ``warmup_shape`` shapes the warmup from ``init_value`` the same way, mirrored (``1-sqrt``
+    rises as ``1 - sqrt(1 - p)``: fast at first).
     """
 
     peak_value: Value
@@ -301,6 +309,7 @@ class WarmupStableDecay(_WithWarmup):
     decay_steps: StepCount
     cooldown_steps: StepCount
     shape: Literal["linear", "cosine", "1-sqrt"] = "linear"
+    warmup_shape: Literal["linear", "cosine", "1-sqrt"] = "linear"
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> WarmupStableDecay:
@@ -310,6 +319,47 @@ class WarmupStableDecay(_WithWarmup):
                 f"warmup_steps ({warmup}) + cooldown_steps ({cooldown}) must not exceed decay_steps ({decay})"
             )
         return self
+
+
+class CosineCycles(_WithWarmup):
+    """``cycles`` cosine waves after the warmup, from ``peak_value`` down to ``end_value`` and back.
+
+    ``progress = t / (decay_steps - warmup_steps)`` (``t`` from the end of the warmup) and the
+    value is ``end + (peak - end) * max(0, 0.5 * (1 + cos(2 * pi * cycles * progress)))``: with
+    the default ``cycles: 0.5`` one half wave that reaches ``end_value`` at ``decay_steps``. The
+    wave goes on after ``decay_steps`` (it is not held). With ``hard_restarts: true`` each of the
+    ``cycles`` cycles is a half wave that jumps back to the peak, and ``end_value`` is held from
+    ``decay_steps`` on (Hugging Face's ``cosine`` and ``cosine_with_restarts``).
+
+    Example:
+        >>> CosineCycles(peak_value=1.0, decay_steps=10, cycles=2, hard_restarts=True).cycles
+        2.0
+    """
+
+    END_FIELD = None
+
+    peak_value: Value
+    end_value: Value = 0.0
+    decay_steps: StepCount
+    cycles: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False, strict=True)] = 0.5
+    hard_restarts: pydantic.StrictBool = False
+
+
+class Shift(_Schedule):
+    """``schedule`` read ``steps`` steps ahead: the value at step ``t`` is the schedule's at ``t + steps``.
+
+    Example:
+        >>> Shift(steps=1, schedule={"linear_decay": {"peak_value": 1.0, "decay_steps": 4}}).steps
+        1
+    """
+
+    steps: Annotated[int, pydantic.Field(ge=0, strict=True)]
+    schedule: LearningRate
+
+    def length(self) -> int | None:
+        """The wrapped schedule's length, less the steps skipped."""
+        inner = self.schedule.length()
+        return None if inner is None else max(0, inner - self.steps)
 
 
 class Warmup(_Schedule):
@@ -397,6 +447,82 @@ class Join(_Schedule):
                 yield ("phases", index, "steps"), start + phase.resolved_steps()  # type: ignore[operator]
 
 
+class Ramp(_Schedule):
+    """From ``init_value`` to ``peak_value`` over ``warmup_steps`` along ``shape``, then ``peak_value``.
+
+    ``shape`` is ``linear``, ``cosine``, ``1-sqrt`` (the weight of the peak at progress
+    ``t / warmup_steps``) or ``log``: ``log(1 + t) / log(warmup_steps)``, which reaches the peak
+    one step early, at ``warmup_steps - 1`` (DeepSpeed's ``warmup_type: log``).
+
+    Example:
+        >>> Ramp(peak_value=1.0, warmup_steps=10, shape="log").length()
+        10
+    """
+
+    END_FIELD = "warmup_steps"
+
+    init_value: Value = 0.0
+    peak_value: Value
+    warmup_steps: StepCount
+    shape: Literal["linear", "cosine", "1-sqrt", "log"] = "linear"
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> Ramp:
+        if self.shape == "log" and _resolved(self.warmup_steps) and self.warmup_steps < 2:
+            raise ValueError(f"a log ramp needs warmup_steps >= 2, got {self.warmup_steps}")
+        return self
+
+
+class Triangle(_Schedule):
+    """A triangular cycle, repeated: ``init_value`` to ``peak_value`` over ``rise_steps``, back over ``fall_steps``.
+
+    ``peak_value`` may lie below ``init_value`` (a momentum that dips while the lr rises).
+    With ``rise_stairs`` (``fall_stairs``) above 0 the rise (the fall) moves in that many
+    flat stairs instead of every step. DeepSpeed's ``OneCycle`` cycle.
+
+    Example:
+        >>> Triangle(init_value=0.1, peak_value=1.0, rise_steps=10, fall_steps=10).fall_steps
+        10
+    """
+
+    init_value: Value
+    peak_value: Value
+    rise_steps: StepCount
+    fall_steps: StepIndex = 0
+    rise_stairs: Annotated[int, pydantic.Field(ge=0, strict=True)] = 0
+    fall_stairs: Annotated[int, pydantic.Field(ge=0, strict=True)] = 0
+
+
+class InverseTimeDecay(_Schedule):
+    """``peak_value / (1 + decay_rate * t / transition_steps)`` (whole periods only with ``staircase``).
+
+    Example:
+        >>> InverseTimeDecay(peak_value=1.0, decay_rate=0.5, transition_steps=10).staircase
+        False
+    """
+
+    peak_value: Value
+    decay_rate: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)]
+    transition_steps: StepCount
+    staircase: pydantic.StrictBool = False
+
+
+class LinearGrowth(_Schedule):
+    """``init_value * (1 + rate * t / transition_steps)``, growing without end (whole periods with ``staircase``).
+
+    DeepSpeed's ``LRRangeTest``.
+
+    Example:
+        >>> LinearGrowth(init_value=1e-3, rate=2.0, transition_steps=100).rate
+        2.0
+    """
+
+    init_value: Value
+    rate: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False, strict=True)]
+    transition_steps: StepCount
+    staircase: pydantic.StrictBool = False
+
+
 class LearningRate(StrictModel):
     """A learning-rate schedule: exactly one of the fields is set.
 
@@ -423,6 +549,12 @@ class LearningRate(StrictModel):
     warmup_stable_decay: WarmupStableDecay | None = None
     warmup: Warmup | None = None
     join: Join | None = None
+    cosine_cycles: CosineCycles | None = None
+    shift: Shift | None = None
+    ramp: Ramp | None = None
+    triangle: Triangle | None = None
+    inverse_time_decay: InverseTimeDecay | None = None
+    linear_growth: LinearGrowth | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_of(self) -> LearningRate:
@@ -451,5 +583,6 @@ class LearningRate(StrictModel):
 
 
 Warmup.model_rebuild()
+Shift.model_rebuild()
 Phase.model_rebuild()
 Join.model_rebuild()
