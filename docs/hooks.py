@@ -239,14 +239,14 @@ def _model_section(name: str, schema: Mapping[str, Any]) -> str:
 
 def _models() -> dict[str, Mapping[str, Any]]:
     """Every config model's schema, by name."""
-    from optforge.schema import json_schema
+    from optforge.json_schema import json_schema
 
     return dict(sorted(json_schema()["$defs"].items()))
 
 
 def _document_section() -> str:
+    from optforge.json_schema import json_schema
     from optforge.scheduler import HYPERPARAMETERS, SCHEDULE_KEYS
-    from optforge.schema import json_schema
 
     forms = " or ".join(_type(form) for form in json_schema()["anyOf"])
     lines = [

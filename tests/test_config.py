@@ -9,7 +9,7 @@ import pytest
 import optforge
 from optforge.config import AdamConfig, ConfigDocument, OptimizerConfig
 from optforge.errors import ConfigError
-from optforge.schema import json_schema
+from optforge.json_schema import json_schema
 
 
 def test_design_defaults() -> None:

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from optforge.cli import app, load_model, validate_config
 from optforge.cli_files import header_model
 from optforge.demo import make_model
+from optforge.json_schema import json_schema
 from optforge.schedules import LearningRate
-from optforge.schema import json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json_schema()

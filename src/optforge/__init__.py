@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from optforge.around_step import StepStats, ema_model, step_stats, use_ema
     from optforge.builder import build, build_optimizer
-    from optforge.composite import build_composite, muon_recipe
+    from optforge.composite_plan import build_composite, muon_recipe
     from optforge.config import (
         AdagradConfig,
         AdamConfig,
@@ -63,8 +63,8 @@ _EXPORTS: dict[str, str] = {
     "use_ema": "optforge.around_step",
     "build": "optforge.builder",
     "build_optimizer": "optforge.builder",
-    "build_composite": "optforge.composite",
-    "muon_recipe": "optforge.composite",
+    "build_composite": "optforge.composite_plan",
+    "muon_recipe": "optforge.composite_plan",
     "AdagradConfig": "optforge.config",
     "AdamConfig": "optforge.config",
     "Document": "optforge.config",

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import torch
 
 from optforge.around_step import attach
-from optforge.composite import build_composite, build_composite_and_scheduler, composite_document
+from optforge.composite_plan import build_composite, build_composite_and_scheduler, composite_document
 from optforge.config import (
     BUILD_OPTIONS,
     DOCUMENT_KEYS,
@@ -41,8 +41,8 @@ from optforge.config_source import read_config
 from optforge.construct import build_from_spec
 from optforge.errors import ConfigError, format_path
 from optforge.param_groups import group_schedules, parse_rules
+from optforge.resolution import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 from optforge.scheduler import ClosedFormScheduler, build_scheduler, check_schedule_section
-from optforge.spec import OptimizerSpec, ResolvedDocument, resolve_document, resolve_optimizer_spec
 
 __all__ = [
     "BUILD_OPTIONS",
@@ -58,7 +58,7 @@ __all__ = [
 def resolve(config: Any) -> ResolvedDocument:
     """Parse and check a whole config document, nothing built; every problem is reported at once.
 
-    Beyond :func:`~optforge.spec.resolve_document`, the structure of every
+    Beyond :func:`~optforge.resolution.resolve_document`, the structure of every
     param-group rule and of the ``schedule:`` section is checked (what rules
     match, and which groups schedules name, need the model).
 

@@ -312,7 +312,7 @@ def _schedule_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
 def _unbuilt_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of ``document`` that shows without a model: its sections, rules, selectors and schedules."""
     from optforge.builder import resolve
-    from optforge.composite import check_parts, composite_document
+    from optforge.composite_plan import check_parts, composite_document
     from optforge.config import Problems
     from optforge.scheduler import check_schedule_section
 
@@ -367,7 +367,7 @@ def _group_schedule_problems(schedule: Any, parts: Sequence[str] | None) -> list
 def _build(model: Any, document: dict[str, Any]) -> None:
     """Build ``document`` over ``model`` as :func:`optforge.build` does; a flat optimizer by :func:`_unguarded`."""
     from optforge.builder import build, build_spec, resolve
-    from optforge.composite import composite_document
+    from optforge.composite_plan import composite_document
 
     if composite_document(document) is not None:
         build(model, document)
@@ -393,7 +393,7 @@ def _check(config: Any, model: Any) -> tuple[list[tuple[str, str]], str]:
     problems = _unbuilt_problems(document)
     if problems:
         return problems, "spec"
-    from optforge.composite import composite_document
+    from optforge.composite_plan import composite_document
 
     if model is None and composite_document(document) is not None:
         return [], "spec"  # its selectors pick parameters of the model: without one, checked as written
@@ -969,7 +969,7 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")] = None,
 ) -> None:
     """Print the JSON Schema of a config file (for editor completion and checks)."""
-    from optforge.schema import json_schema
+    from optforge.json_schema import json_schema
 
     text = json.dumps(json_schema(), indent=2)
     if output is None:

@@ -5,7 +5,7 @@ checked, and what each part of a composite does over its own parameters.
 
 Example:
     >>> import torch
-    >>> from optforge.spec import resolve_optimizer_spec
+    >>> from optforge.resolution import resolve_optimizer_spec
     >>> optimizer = build_from_spec(torch.nn.Linear(2, 1), resolve_optimizer_spec({"name": "SGD", "lr": 0.1}))
     >>> type(optimizer).__name__, optimizer.param_groups[0]["lr"]
     ('SGD', 0.1)
@@ -24,8 +24,8 @@ from optforge.distributed import zero_factory
 from optforge.errors import ConfigError, format_path, misspelling_of
 from optforge.hyperparameters import check_hyperparameters
 from optforge.param_groups import ParamInfo, form_groups, param_groups_for
+from optforge.resolution import OptimizerSpec
 from optforge.schedules import make_schedule
-from optforge.spec import OptimizerSpec
 from optforge.state_check import read_state_file
 
 __all__ = ["build_from_spec", "check_matrix_params", "collect_params", "listed_params", "matrix_problem"]
@@ -200,7 +200,7 @@ def check_matrix_params(model_or_params: Any, params: Sequence[Any], spec: Optim
 
     Example:
         >>> import torch
-        >>> from optforge.spec import resolve_optimizer_spec
+        >>> from optforge.resolution import resolve_optimizer_spec
         >>> check_matrix_params(None, [torch.zeros(3)], resolve_optimizer_spec({"name": "Muon"}))
         Traceback (most recent call last):
         ...

@@ -60,7 +60,7 @@ from optforge.registry import has_train_eval_modes
 if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
 
-    from optforge.spec import OptimizerSpec
+    from optforge.resolution import OptimizerSpec
 
 __all__ = [
     "CheckpointError",

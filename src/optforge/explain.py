@@ -29,10 +29,16 @@ from typing import Any
 
 from torch import nn
 
+from optforge.around_step import describe
+from optforge.builder import resolve_optimizer_spec
+from optforge.composite_plan import composite_document, composite_group_plan
+from optforge.config import Problems, read_around_step
 from optforge.config_source import read_config
 from optforge.errors import ConfigError
+from optforge.optimizers._common import StepPathChoice, default_foreach
+from optforge.optimizers._fused import combine, select_path
 from optforge.param_groups import GroupPlan, plan_param_groups
-from optforge.spec import OptimizerSpec
+from optforge.resolution import OptimizerSpec
 
 __all__ = ["ParamTable", "explain"]
 
@@ -176,9 +182,6 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
     Raises:
         ConfigError: for the errors building would raise.
     """
-    from optforge.builder import resolve_optimizer_spec
-    from optforge.composite import composite_document, composite_group_plan
-
     if not isinstance(model, nn.Module):
         raise ConfigError(f"explain needs a model (an nn.Module), got {type(model).__name__}")
     config = read_config(config)  # a YAML path is read once
@@ -194,9 +197,6 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
 
 def _around_step(config: Any) -> str:
     """What the document's ``clip_grad:``, ``ema:`` and ``skip_nonfinite:`` run around the step, in words."""
-    from optforge.around_step import describe
-    from optforge.config import Problems, read_around_step
-
     if not isinstance(config, Mapping) or "optimizer" not in config:
         return ""
     problems = Problems()
@@ -207,9 +207,6 @@ def _around_step(config: Any) -> str:
 
 def _step_path(spec: OptimizerSpec, plan: GroupPlan) -> str:
     """The step path optforge's own optimizers would take over the plan's groups (``""`` for others)."""
-    from optforge.optimizers._common import StepPathChoice, default_foreach
-    from optforge.optimizers._fused import combine, select_path
-
     if not issubclass(spec.entry.resolve_class(), StepPathChoice):
         return ""
     paths = []

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import optforge
-from optforge.composite import muon_recipe
+from optforge.composite_plan import muon_recipe
 from optforge.errors import ConfigError
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.schedules import compute_lr, parse_schedule
@@ -809,7 +809,7 @@ SELECTORS = [
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(range(len(SELECTORS))), min_size=1, max_size=4), st.booleans())
 def test_every_parameter_lands_in_the_first_part_that_selects_it(chosen: list[int], rest: bool) -> None:
-    from optforge.composite import plan_composite
+    from optforge.composite_plan import plan_composite
     from optforge.param_groups import ParamGroupRule, Rule, param_infos, rule_matches
     from optforge.param_groups.selectors import compile_patterns
 

@@ -1,4 +1,4 @@
-"""The model of a whole config document, from which its JSON Schema is made (see :mod:`optforge.schema`)."""
+"""The model of a whole config document, from which its JSON Schema is made (see :mod:`optforge.json_schema`)."""
 
 from __future__ import annotations
 

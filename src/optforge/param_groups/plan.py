@@ -21,7 +21,7 @@ from optforge.param_groups.weight_decay import no_decay_config, no_decay_reasons
 from optforge.schedules import make_schedule
 
 if TYPE_CHECKING:
-    from optforge.spec import OptimizerSpec
+    from optforge.resolution import OptimizerSpec
 
 __all__ = [
     "GroupPlan",
@@ -207,7 +207,7 @@ def plan_param_groups(model: nn.Module, spec: OptimizerSpec) -> GroupPlan:
 
     Example:
         >>> import torch
-        >>> from optforge.spec import resolve_optimizer_spec
+        >>> from optforge.resolution import resolve_optimizer_spec
         >>> plan = plan_param_groups(torch.nn.Linear(2, 2), resolve_optimizer_spec({"name": "AdamW"}))
         >>> [(p.info.name, p.group, p.reasons) for p in plan.placements]
         [('weight', 'default', []), ('bias', 'no_decay', ['no_weight_decay: bias'])]
@@ -290,7 +290,7 @@ def make_param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
         >>> [(g["name"], g.get("weight_decay")) for g in groups]
         [('default', None), ('no_decay', 0.0)]
     """
-    from optforge.spec import resolve_optimizer_spec
+    from optforge.resolution import resolve_optimizer_spec
 
     spec = resolve_optimizer_spec(config)
     if not isinstance(model, nn.Module):
@@ -313,7 +313,7 @@ def group_schedules(optimizer: torch.optim.Optimizer, spec: OptimizerSpec) -> di
 
     Example:
         >>> import torch
-        >>> from optforge.spec import resolve_optimizer_spec
+        >>> from optforge.resolution import resolve_optimizer_spec
         >>> w, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
         >>> opt = torch.optim.SGD([{"params": [w], "name": "a", "schedule": {"constant": 0.1}},
         ...                        {"params": [b], "name": "b", "lr": 0.25, "lr_scale": 0.5}], lr=1.0)

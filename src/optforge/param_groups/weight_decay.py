@@ -15,7 +15,7 @@ from optforge.param_groups.infos import ParamInfo, no_match_error
 from optforge.param_groups.selectors import glob_pattern
 
 if TYPE_CHECKING:
-    from optforge.spec import OptimizerSpec
+    from optforge.resolution import OptimizerSpec
 
 __all__ = ["EMBEDDING_TYPES", "NORM_TYPES", "NO_WEIGHT_DECAY_PRESETS"]
 

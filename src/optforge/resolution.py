@@ -79,7 +79,7 @@ class ResolvedDocument:
     Attributes:
         document: The parsed document.
         spec: The optimizer's spec (``None`` for a composite optimizer, whose
-            parts :mod:`optforge.composite` resolves).
+            parts :mod:`optforge.composite_plan` resolves).
     """
 
     document: Document

@@ -52,6 +52,7 @@ from optforge.errors import ConfigError, format_path, unknown_choice
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.param_groups import (
     BLOCK_CONTAINERS,
+    OPTION_KEYS,
     GroupPlan,
     ParamInfo,
     Placement,
@@ -65,8 +66,8 @@ from optforge.param_groups import (
     rule_matches_nothing,
     uses_rules,
 )
+from optforge.resolution import OptimizerSpec, resolve_section
 from optforge.scheduler import ClosedFormScheduler, build_scheduler
-from optforge.spec import OptimizerSpec, resolve_section
 
 __all__ = [
     "PARTS_PATH",
@@ -454,8 +455,6 @@ def build_composite(
         >>> {name: type(part).__name__ for name, part in opt.parts.items()}
         {'sgd': 'SGD', 'adam': 'Adam'}
     """
-    from optforge.param_groups import OPTION_KEYS
-
     plans = plan_composite(model_or_params, parts, document=document)
     built: dict[str, torch.optim.Optimizer] = {}
     problems = Problems()
