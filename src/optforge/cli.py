@@ -26,7 +26,7 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,6 +34,9 @@ from rich.table import Table
 from rich.text import Text
 
 from optforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optforge.config import Problems
 
 __all__ = ["app", "load_model", "main", "validate_config"]
 
@@ -313,7 +316,7 @@ def _unbuilt_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of ``document`` that shows without a model: its sections, rules, selectors and schedules."""
     from optforge.builder import resolve
     from optforge.composite_plan import check_parts, composite_document
-    from optforge.config import Problems
+    from optforge.config import Problems, parse_document
     from optforge.scheduler import check_schedule_section
 
     try:
@@ -331,37 +334,32 @@ def _unbuilt_problems(document: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         for problem in check_parts(composite["optimizer"], document=composite):
             problems.add(*problem)
-        parts = [part for part in composite["optimizer"] if isinstance(part, Mapping)]
-        names = [str(part.get("part") or part.get("name", "")).lower() for part in parts]
+        parts = parse_document({"optimizer": composite["optimizer"]}, Problems()).parts
+        names = [part.name or part.section.name.lower() for part in parts if part.section is not None]
         with problems.collect():
             check_schedule_section(composite.get("schedule"), path="schedule")
-    for problem in _group_schedule_problems(document.get("schedule"), names):
-        problems.add(*problem)
+    _group_schedule_problems(document.get("schedule"), names, problems)
     return problems.items
 
 
-def _group_schedule_problems(schedule: Any, parts: Sequence[str] | None) -> list[tuple[str, str]]:
-    """The problems of a schedule keyed by group names that show without the groups: each entry is a
+def _group_schedule_problems(schedule: Any, parts: Sequence[str] | None, problems: Problems) -> None:
+    """Note the problems of a schedule keyed by group names that show without the groups: each entry is a
     schedule of its own; in a composite (``parts``: its part names, which a key may be), a key that is no
     part's and no group's (``part/group``) but reads as a misspelt schedule name is one, as building says.
     """
     from optforge.errors import format_path, suggest, unknown_choice
     from optforge.schedules import LearningRate, parse_schedule
 
-    problems: list[tuple[str, str]] = []
     for where, entry in _per_group_entries(schedule):
         for key, value in entry.items():
             path = format_path(where, str(key))
             # A group of a model may have any name (no_decay reads like linear_decay); a composite's are part/group.
             misspelt = bool(suggest(str(key), LearningRate.model_fields)) and key not in (parts or ())
-            try:
+            with problems.collect():
                 if misspelt and parts is not None and "/" not in str(key):
                     raise unknown_choice(path, key, LearningRate.model_fields, what="schedule")
                 if isinstance(value, Mapping) and not misspelt:
                     parse_schedule(value, path)
-            except ConfigError as error:
-                problems += error.problems
-    return problems
 
 
 def _build(model: Any, document: dict[str, Any]) -> None:
