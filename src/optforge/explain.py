@@ -37,6 +37,7 @@ from optforge.config_source import read_config
 from optforge.errors import ConfigError
 from optforge.optimizers._common import StepPathChoice, default_foreach
 from optforge.optimizers._fused import combine, select_path
+from optforge.optimizers.low_precision import LowPrecisionState
 from optforge.param_groups import GroupPlan, plan_param_groups
 from optforge.resolution import OptimizerSpec
 
@@ -86,6 +87,9 @@ class ParamTable:
             uses and why (``"fused (automatic: ...)"``); ``""`` for the others.
         around_step: What runs around each step (``clip_grad:``, ``ema:``,
             ``skip_nonfinite:``), in words; ``""`` for nothing.
+        state_bytes: For optforge's optimizers with ``state_precision``, the
+            optimizer state's bytes per trainable parameter (``"2.03 B/param
+            (8bit)"``); ``""`` for the others.
     """
 
     optimizer: str
@@ -96,6 +100,7 @@ class ParamTable:
     totals: dict[str, int]
     step_path: str = ""
     around_step: str = ""
+    state_bytes: str = ""
 
     def __str__(self) -> str:
         t = self.totals
@@ -105,6 +110,8 @@ class ParamTable:
         )
         if self.step_path:
             summary += f"\nstep path: {self.step_path}"
+        if self.state_bytes:
+            summary += f"\noptimizer state: {self.state_bytes}"
         if self.around_step:
             summary += f"\n{self.around_step}"
         return "\n\n".join(
@@ -192,7 +199,9 @@ def explain(model: nn.Module, config: Any) -> ParamTable:
     spec = resolve_optimizer_spec(config)
     plan = plan_param_groups(model, spec)
     table = table_from_plan(plan, spec.entry.name)
-    return dataclasses.replace(table, step_path=_step_path(spec, plan), around_step=around)
+    return dataclasses.replace(
+        table, step_path=_step_path(spec, plan), around_step=around, state_bytes=_state_bytes(spec, plan)
+    )
 
 
 def _around_step(config: Any) -> str:
@@ -203,6 +212,21 @@ def _around_step(config: Any) -> str:
     around = read_around_step(config, problems)
     problems.raise_if_any()
     return describe(around)
+
+
+def _state_bytes(spec: OptimizerSpec, plan: GroupPlan) -> str:
+    """The optimizer state's bytes per trainable parameter, for optimizers with ``state_precision`` (else ``""``)."""
+    cls = spec.entry.resolve_class()
+    if not issubclass(cls, LowPrecisionState):
+        return ""
+    total, count, precisions = 0, 0, set()
+    for group in plan.groups:
+        params = [param for param in group["params"] if param.requires_grad]
+        precision = group.get("state_precision", plan.defaults.get("state_precision", "fp32"))
+        precisions.add(precision)
+        total += cls.state_bytes(params, precision)
+        count += sum(param.numel() for param in params)
+    return f"{total / max(count, 1):.2f} B/param ({', '.join(sorted(precisions))})"
 
 
 def _step_path(spec: OptimizerSpec, plan: GroupPlan) -> str:

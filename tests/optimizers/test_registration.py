@@ -13,7 +13,17 @@ from optforge.optimizers import AdamWScheduleFree, Lion, ScheduleFreeWrapper, ev
 
 def test_provider_lists_every_optimizer():
     names = optforge.list_optimizers(provider="optforge")
-    assert names == ["AdamWScheduleFree", "Lion", "RAdamScheduleFree", "ScheduleFreeWrapper", "SGDScheduleFree"]
+    assert names == [
+        "AdamW8bit",
+        "AdamWScheduleFree",
+        "AdamWScheduleFree8bit",
+        "Lion",
+        "Lion8bit",
+        "RAdamScheduleFree",
+        "RAdamScheduleFree8bit",
+        "ScheduleFreeWrapper",
+        "SGDScheduleFree",
+    ]
     assert optforge.get_optimizer_entry("lion").decoupled_weight_decay
     assert optforge.get_optimizer_entry("ScheduleFreeWrapper").unavailable_reason()
 

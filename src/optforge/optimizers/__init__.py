@@ -1,4 +1,4 @@
-"""optforge's own optimizers: Lion, the Schedule-Free family, and the composite of several optimizers.
+"""optforge's own optimizers: AdamW and Lion (state in fp32, bf16 or 8 bits), the Schedule-Free family, the composite.
 
 Example:
     >>> import torch
@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from optforge.optimizers._fused import StepPath
+from optforge.optimizers.adamw import AdamW
 from optforge.optimizers.adamw_schedule_free import AdamWScheduleFree, adamw_schedule_free
 from optforge.optimizers.composite import CompositeOptimizer
 from optforge.optimizers.lion import Lion, lion
@@ -25,6 +26,7 @@ from optforge.optimizers.schedule_free_wrapper import ScheduleFreeWrapper
 from optforge.optimizers.sgd_schedule_free import SGDScheduleFree, sgd_schedule_free
 
 __all__ = [
+    "AdamW",
     "AdamWScheduleFree",
     "CompositeOptimizer",
     "Lion",
@@ -53,6 +55,22 @@ def register() -> None:
         decoupled_weight_decay=True,
     )
     register_optimizer(
+        Lion,
+        name="Lion8bit",
+        defaults={"state_precision": "8bit"},
+        provider="optforge",
+        description="Lion with its momentum in 8 bits (block-wise codes, 1.02 B/param)",
+        decoupled_weight_decay=True,
+    )
+    register_optimizer(
+        AdamW,
+        name="AdamW8bit",
+        defaults={"state_precision": "8bit"},
+        provider="optforge",
+        description="optforge's AdamW with both moments in 8 bits (block-wise codes, 2.04 B/param)",
+        decoupled_weight_decay=True,
+    )
+    register_optimizer(
         AdamWScheduleFree,
         provider="optforge",
         description="Schedule-Free AdamW: no lr schedule needed; call train()/eval()",
@@ -63,6 +81,24 @@ def register() -> None:
         RAdamScheduleFree,
         provider="optforge",
         description="Schedule-Free RAdam: no schedule and no warmup; call train()/eval()",
+        decoupled_weight_decay=True,
+        has_train_eval_modes=True,
+    )
+    register_optimizer(
+        AdamWScheduleFree,
+        name="AdamWScheduleFree8bit",
+        defaults={"state_precision": "8bit"},
+        provider="optforge",
+        description="Schedule-Free AdamW with its second moment in 8 bits (z in fp32: 5.03 B/param)",
+        decoupled_weight_decay=True,
+        has_train_eval_modes=True,
+    )
+    register_optimizer(
+        RAdamScheduleFree,
+        name="RAdamScheduleFree8bit",
+        defaults={"state_precision": "8bit"},
+        provider="optforge",
+        description="Schedule-Free RAdam with its second moment in 8 bits (z in fp32: 5.03 B/param)",
         decoupled_weight_decay=True,
         has_train_eval_modes=True,
     )

@@ -53,7 +53,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["CompileError", "NativeKernel", "c_loop_body", "c_source", "compiler_problem", "native_kernel"]
+__all__ = [
+    "CompileError",
+    "NativeKernel",
+    "c_loop_body",
+    "c_source",
+    "compiler_problem",
+    "load_library",
+    "native_kernel",
+]
 
 # Loops over fewer elements run on one thread: starting the others costs more than it saves
 # (torch's own CPU kernels split work in grains of the same size).
@@ -413,6 +421,23 @@ def _build(source: str, name: str) -> Path:
     raise CompileError(f"{' '.join(command)} failed: {errors[0][:2000]}")
 
 
+def load_library(source: str, name: str) -> ctypes.CDLL:
+    """The shared library built from the C ``source`` (cached on disk like the traced kernels).
+
+    For kernels written by hand in C, whose loops a traced elementwise body cannot
+    express (block-wise reductions, see :mod:`optforge.optimizers.block_kernels`).
+
+    Raises:
+        CompileError: no C compiler, or it rejected the source.
+    """
+    path = _build(source, name)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:  # a damaged cache entry: build it again
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(_build(source, name)))
+
+
 class NativeKernel:
     """A loaded C kernel: ``kernel(tensor_lists, scalars)`` updates contiguous CPU tensors of one dtype.
 
@@ -455,12 +480,7 @@ def native_kernel(kernel: Callable[..., None], dtype: torch.dtype) -> NativeKern
             arity = kernel.__code__.co_argcount - 1
             name = f"optforge_{kernel.__name__.strip('_')}_{str(dtype).removeprefix('torch.')}"
             source = c_source(kernel, arity, dtype, name)
-            path = _build(source, name)
-            try:
-                library = ctypes.CDLL(str(path))
-            except OSError:  # a damaged cache entry: build it again
-                path.unlink(missing_ok=True)
-                library = ctypes.CDLL(str(_build(source, name)))
+            library = load_library(source, name)
             function = getattr(library, name)
             function.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
             function.restype = None

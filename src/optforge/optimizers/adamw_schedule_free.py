@@ -12,11 +12,19 @@ Per step, with ``c`` the averaging weight (see :mod:`optforge.optimizers.schedul
 Numerically identical to ``schedulefree.AdamWScheduleFree`` 1.4.1 on the
 single-tensor and foreach paths in float32 and float64 (the gradients are left
 untouched here).
+
+``state_precision: 8bit`` stores ``v`` as block-wise codes of its root and
+``bf16`` in bfloat16 (:mod:`optforge.optimizers.low_precision`); ``z``, the
+iterate itself, stays in the parameter's dtype (4 B/param for float32), so the
+state is 5.03 B/param in 8 bits against 8. The update is computed in float32
+from the decoded ``v``, which is stored again with stochastic rounding.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -37,12 +45,150 @@ from optforge.optimizers._common import (
     in_pieces,
     piece_groups,
 )
+from optforge.optimizers.block_kernels import kernels, metadata
+from optforge.optimizers.low_precision import (
+    LowPrecisionState,
+    block_layout,
+    init_moment,
+    keeps_full_precision,
+    lerp_exact,
+    noise,
+    read_moment,
+    row_pieces,
+    sqrt_exact,
+    stream_key,
+    write_moment,
+)
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
-__all__ = ["AdamWScheduleFree", "adamw_schedule_free"]
+__all__ = ["AdamWScheduleFree", "LowPrecisionAdamScheduleFree", "adamw_schedule_free"]
 
 
-class AdamWScheduleFree(ScheduleFreeOptimizer):
+class LowPrecisionAdamScheduleFree(LowPrecisionState, ScheduleFreeOptimizer):
+    """Base of Schedule-Free AdamW and RAdam: ``z`` and a second moment that may be in bf16 or 8 bits."""
+
+    MOMENTS = MappingProxyType({"exp_avg_sq": "sqrt"})
+    EXTRA_STATE = ("z",)
+    REQUIRED_STATE = ("z",)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group_precision(self.param_groups[-1])
+
+    def _adam_step(self, group: dict[str, Any], **kwargs: Any) -> None:
+        """One update of ``group`` (the arguments of :func:`adamw_schedule_free` but the tensors)."""
+        precision = group.get("state_precision", "fp32")
+        first = 0
+        for other in self.param_groups:
+            if other is group:
+                break
+            first += len(other["params"])
+        params, grads, zs, exp_avg_sqs, coded = [], [], [], [], []
+        for tensor, p in enumerate(group["params"], start=first):
+            if p.grad is None:
+                continue
+            check_grad(type(self).__name__, p.grad)
+            state = self.state[p]
+            if "z" not in state:
+                state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
+                init_moment(p, state, "exp_avg_sq", "sqrt", precision)
+            if keeps_full_precision(p, precision) and "exp_avg_sq" in state:
+                params.append(p)
+                grads.append(p.grad)
+                zs.append(state["z"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+            else:
+                coded.append((tensor, p, p.grad, state))
+        if params:
+            adamw_schedule_free(params, grads, zs, exp_avg_sqs, **kwargs, **self._step_flags(group, params))
+        if coded:
+            fused = self._step_flags(group, [p for _, p, _, _ in coded])["fused"]
+            _low_precision_adam_schedule_free(coded, group["seed"], group["k"] + 1, fused=fused, **kwargs)
+
+
+def _low_precision_adam_schedule_free(items: list[Any], seed: int, step: int, *, fused: bool, **kwargs: Any) -> None:
+    lr, ckp1, beta1, beta2 = kwargs["lr"], kwargs["ckp1"], kwargs["beta1"], kwargs["beta2"]
+    bc2 = kwargs["bias_correction2"]
+    # exact second moments keep |g| / sqrt(v / bc2) <= sqrt(bc2 / (1 - beta2)); decoded ones do too
+    bound = math.sqrt(bc2 / (1 - beta2)) * (1 + 2**-20) if beta2 < 1 else 3.0e38
+    values = [
+        lr,
+        ckp1,
+        beta2,
+        1 - beta2,
+        bc2**-0.5,
+        kwargs["eps"],
+        kwargs["weight_decay"],
+        lr * (beta1 * (1 - ckp1) - 1),
+        -1.0 if kwargs.get("maximize") else 1.0,
+        1.0 if kwargs.get("adaptive", True) else 0.0,
+        1.0 if kwargs["weight_decay"] != 0 else 0.0,
+        min(bound, 3.0e38),
+        1.0,
+    ]
+    library = kernels() if fused else None
+    if library is not None:
+        chosen, rest = [], []
+        for item in items:
+            _, p, grad, state = item
+            ok = p.dtype == grad.dtype == torch.float32 and p.device.type == "cpu" and "exp_avg_sq_codes" in state
+            ok = ok and p.is_contiguous() and grad.is_contiguous() and state["z"].is_contiguous()
+            (chosen if ok and type(p) in (Tensor, torch.nn.Parameter) else rest).append(item)
+        if chosen:
+            meta: list[int] = []
+            for tensor, p, _, _ in chosen:
+                meta += metadata(p, 0, (stream_key(seed, step, tensor, 0),), blocked=True)
+            lists = [[p for _, p, _, _ in chosen], [g for _, _, g, _ in chosen]]
+            lists += [[s[key] for _, _, _, s in chosen] for key in ("z", "exp_avg_sq_codes", "exp_avg_sq_scales")]
+            library.run("sf_adamw_8bit", lists, meta, torch.tensor(values, dtype=torch.float32))
+            for _, p, _, _ in chosen:
+                torch.autograd.graph.increment_version(p)
+        items = rest
+    for tensor, p, grad, state in items:
+        _eager_adam_schedule_free(p, grad, state, values, stream_key(seed, step, tensor, 0))
+
+
+def _eager_adam_schedule_free(p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], key: int) -> None:
+    """One Schedule-Free Adam update of ``p`` with a low-precision ``v``, a few rows at a time (the kernel's order)."""
+    values = torch.tensor(values, dtype=torch.float32).tolist()  # the kernels' float32 scalars
+    lr, ckp1, beta2, one_minus_beta2, inv_bc2_sqrt, eps, weight_decay, y_coef, sign, adaptive = values[:10]
+    bound = values[11]
+    shape = p.shape
+    rows, cols, _ = block_layout(shape)
+    work = p.detach() if p.is_contiguous() else p.detach().contiguous()
+    z_full = state["z"] if state["z"].is_contiguous() else state["z"].contiguous()
+    flat_p, flat_g, flat_z = work.view(rows, cols), grad.contiguous().view(rows, cols), z_full.view(rows, cols)
+    for piece in row_pieces(p):
+        lo, hi = piece
+        g = flat_g[lo:hi].float()
+        if sign < 0:
+            g = g.neg()
+        y = flat_p[lo:hi] if work.dtype == torch.float32 else flat_p[lo:hi].float()
+        z = flat_z[lo:hi] if z_full.dtype == torch.float32 else flat_z[lo:hi].float()
+        v = read_moment(state, "exp_avg_sq", "sqrt", piece, shape).clone()
+        v.mul_(beta2).add_(torch.mul(g, one_minus_beta2).mul_(g))  # one rounding per operation, as in C
+        root = sqrt_exact(v)
+        if adaptive > 0:
+            direction = torch.div(g, (root * inv_bc2_sqrt).add_(eps)).clamp_(-bound, bound)
+        else:
+            direction = g
+        if weight_decay != 0:
+            direction = direction + y * weight_decay
+        y.copy_(lerp_exact(y, z, ckp1).add_(direction * y_coef))
+        z.sub_(direction * lr)
+        if y.data_ptr() != flat_p[lo:hi].data_ptr():
+            flat_p[lo:hi].copy_(y)
+        if z.data_ptr() != flat_z[lo:hi].data_ptr():
+            flat_z[lo:hi].copy_(z)
+        random = noise(key, lo * cols, (hi - lo) * cols, p.device)
+        write_moment(state, "exp_avg_sq", "sqrt", piece, shape, v, random, root=root)
+    if work.data_ptr() != p.data_ptr():
+        p.detach().copy_(work)
+    if z_full.data_ptr() != state["z"].data_ptr():
+        state["z"].copy_(z_full)
+
+
+class AdamWScheduleFree(LowPrecisionAdamScheduleFree):
     """AdamW without a learning-rate schedule: iterate averaging replaces the decay.
 
     Call ``optimizer.train()`` before training steps and ``optimizer.eval()``
@@ -64,6 +210,10 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         fused: Use the single-pass compiled implementation. With neither flag
             set, the fused path is used where it is safe and pays off (see
             :class:`~optforge.optimizers.Lion`); ``optimizer.step_path`` says which.
+        state_precision: ``"fp32"`` (``v`` in the parameter's dtype), ``"bf16"`` or
+            ``"8bit"`` (``v`` only; ``z`` keeps the parameter's dtype).
+        seed: Seed of the stochastic rounding; ``None`` draws one from torch's
+            default generator.
 
     Example:
         >>> import torch
@@ -81,7 +231,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         ...     _ = model(torch.ones(1, 3))
     """
 
-    STATE_TENSORS = ("z", "exp_avg_sq")
+    STATE_TENSORS = ("z", "exp_avg_sq")  # under fp32; see LowPrecisionState for the others
     GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "warmup_steps", "r", "weight_lr_power")
 
     def __init__(
@@ -95,6 +245,8 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         *,
+        state_precision: str = "fp32",
+        seed: int | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -116,40 +268,21 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
             "r": r,
             "weight_lr_power": weight_lr_power,
             **self.COUNTERS,
+            **self._precision_defaults(state_precision, seed),
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
         }
         super().__init__(params, defaults)
 
-    def _init_group(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        zs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-    ) -> None:
-        init_adam_group(self, group, params, grads, zs, exp_avg_sqs)
-
     def _step_group(self, group: dict[str, Any]) -> None:
-        params: list[Tensor] = []
-        grads: list[Tensor] = []
-        zs: list[Tensor] = []
-        exp_avg_sqs: list[Tensor] = []
-        self._init_group(group, params, grads, zs, exp_avg_sqs)
         k, warmup_steps = group["k"], group["warmup_steps"]
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
         lr = float(group["lr"]) * sched
         ckp1 = self._advance(group, lr)
-        if not params:
-            return
         beta1, beta2 = group["betas"]
-        adamw_schedule_free(
-            params,
-            grads,
-            zs,
-            exp_avg_sqs,
+        self._adam_step(
+            group,
             lr=lr,
             ckp1=ckp1,
             beta1=beta1,
@@ -158,33 +291,7 @@ class AdamWScheduleFree(ScheduleFreeOptimizer):
             weight_decay=group["weight_decay"],
             bias_correction2=1 - beta2 ** (k + 1),
             maximize=group["maximize"],
-            **self._step_flags(group, params),
         )
-
-
-def init_adam_group(
-    optimizer: Optimizer,
-    group: dict[str, Any],
-    params: list[Tensor],
-    grads: list[Tensor],
-    zs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-) -> None:
-    """Collect params with a gradient, their gradients, ``z`` and ``exp_avg_sq`` (created lazily)."""
-    name, state_of = type(optimizer).__name__, optimizer.state
-    for p in group["params"]:
-        grad = p.grad
-        if grad is None:
-            continue
-        check_grad(name, grad)
-        state = state_of[p]
-        if "z" not in state:
-            state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        params.append(p)
-        grads.append(grad)
-        zs.append(state["z"])
-        exp_avg_sqs.append(state["exp_avg_sq"])
 
 
 def adamw_schedule_free(

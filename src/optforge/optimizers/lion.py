@@ -20,6 +20,7 @@ in one pass and agrees within float rounding. On every path a NaN in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -28,7 +29,6 @@ from torch.optim import Optimizer
 
 from optforge.optimizers import _fused
 from optforge.optimizers._common import (
-    CheckedStateLoading,
     StepPathChoice,
     as_real,
     check_betas,
@@ -41,11 +41,23 @@ from optforge.optimizers._common import (
     in_pieces,
     piece_groups,
 )
+from optforge.optimizers.block_kernels import kernels, metadata
+from optforge.optimizers.low_precision import (
+    LowPrecisionState,
+    block_layout,
+    init_moment,
+    keeps_full_precision,
+    noise,
+    read_moment,
+    row_pieces,
+    stream_key,
+    write_moment,
+)
 
 __all__ = ["Lion", "lion"]
 
 
-class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
+class Lion(LowPrecisionState, StepPathChoice, Optimizer):
     """Lion: updates of size ``lr`` in the sign of interpolated momentum.
 
     Use an lr 3-10x smaller than AdamW's and a weight decay 3-10x larger
@@ -68,6 +80,13 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
             working compiler; 65,536+ elements per group on CPU, 4M+ on CUDA),
             else foreach on CUDA and the loop on CPU; ``optimizer.step_path``
             says which and why.
+        state_precision: ``"fp32"`` (momentum in the parameter's dtype),
+            ``"bf16"`` or ``"8bit"`` (see :class:`~optforge.optimizers.AdamW`):
+            the update is computed in float32 from the decoded momentum, which
+            is stored again with stochastic rounding. Low-precision state adds
+            a ``step`` count to each parameter's state (it seeds the rounding).
+        seed: Seed of the stochastic rounding; ``None`` draws one from torch's
+            default generator.
 
     Example:
         >>> import torch
@@ -80,7 +99,8 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
         tensor([ 0.9000, -1.9000])
     """
 
-    STATE_TENSORS = ("exp_avg",)
+    STATE_TENSORS = ("exp_avg",)  # under fp32; see LowPrecisionState for the others
+    MOMENTS = MappingProxyType({"exp_avg": "signed"})
     GROUP_KEYS = ("lr", "betas", "weight_decay")
 
     def __init__(
@@ -93,6 +113,8 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
+        state_precision: str = "fp32",
+        seed: int | None = None,
     ) -> None:
         check_lr(lr)
         betas = check_betas(betas)
@@ -102,6 +124,7 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
             "lr": lr,
             "betas": betas,
             "weight_decay": weight_decay,
+            **self._precision_defaults(state_precision, seed),
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
@@ -114,6 +137,10 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group_precision(self.param_groups[-1])
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
@@ -138,26 +165,118 @@ class Lion(CheckedStateLoading, StepPathChoice, Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
+            if group.get("state_precision", "fp32") != "fp32":
+                self._low_precision_step(index, group)
+                continue
             params: list[Tensor] = []
             grads: list[Tensor] = []
             exp_avgs: list[Tensor] = []
             self._init_group(group, params, grads, exp_avgs)
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            lion(
-                params,
-                grads,
-                exp_avgs,
-                lr=float(group["lr"]),
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=group["weight_decay"],
-                maximize=group["maximize"],
-                **self._step_flags(group, params),
-            )
+            if params:
+                self._plain_step(group, params, exp_avgs)
         return loss
+
+    def _plain_step(self, group: dict[str, Any], params: list[Tensor], exp_avgs: list[Tensor]) -> None:
+        beta1, beta2 = group["betas"]
+        lion(
+            params,
+            [p.grad for p in params],  # type: ignore[misc]
+            exp_avgs,
+            lr=float(group["lr"]),
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+            **self._step_flags(group, params),
+        )
+
+    def _low_precision_step(self, group_index: int, group: dict[str, Any]) -> None:
+        first = sum(len(g["params"]) for g in self.param_groups[:group_index])
+        items = []
+        for tensor, p in enumerate(group["params"], start=first):
+            if p.grad is None:
+                continue
+            check_grad("Lion", p.grad)
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                init_moment(p, state, "exp_avg", "signed", group.get("state_precision", "fp32"))
+            state["step"] += 1
+            items.append((tensor, p, p.grad, state))
+        # parameters too small to quantize keep a momentum in their own dtype: the full-precision update
+        precision = group["state_precision"]
+        plain = [item for item in items if keeps_full_precision(item[1], precision) and "exp_avg" in item[3]]
+        if plain:
+            items = [item for item in items if not (keeps_full_precision(item[1], precision) and "exp_avg" in item[3])]
+            self._plain_step(group, [p for _, p, _, _ in plain], [s["exp_avg"] for _, _, _, s in plain])
+        if not items:
+            return
+        lr, (beta1, beta2), seed = float(group["lr"]), group["betas"], group["seed"]
+        values = [lr, 1 - lr * group["weight_decay"], beta1, 1 - beta1, beta2, 1 - beta2]
+        values += [-1.0 if group["maximize"] else 1.0, 1.0]
+        library = kernels() if self._step_flags(group, [p for _, p, _, _ in items])["fused"] else None
+        if library is not None:
+            items = _fused_low_precision_lion(library, items, values, seed)
+        for tensor, p, grad, state in items:
+            _eager_low_precision_lion(p, grad, state, values, stream_key(seed, int(state["step"]), tensor, 0))
+
+
+def _fused_low_precision_lion(library: Any, items: list[Any], values: list[float], seed: int) -> list[Any]:
+    """Run the C kernels on the float32 CPU tensors of ``items``; the rest, for the eager update."""
+    rest, blocks, bf16 = [], [], []
+    for item in items:
+        _, p, grad, state = item
+        ok = p.dtype == grad.dtype == torch.float32 and p.device.type == "cpu"
+        ok = ok and p.is_contiguous() and grad.is_contiguous() and type(p) in (Tensor, torch.nn.Parameter)
+        if ok and "exp_avg_codes" in state:
+            blocks.append(item)
+        elif ok and state["exp_avg"].dtype == torch.bfloat16:
+            bf16.append(item)
+        else:
+            rest.append(item)
+    scalars = torch.tensor(values, dtype=torch.float32)
+    for chosen, name, keys in (
+        (blocks, "lion_8bit", ("exp_avg_codes", "exp_avg_scales")),
+        (bf16, "lion_bf16", ("exp_avg",)),
+    ):
+        if not chosen:
+            continue
+        meta: list[int] = []
+        for tensor, p, _, state in chosen:
+            meta += metadata(p, 0, (stream_key(seed, int(state["step"]), tensor, 0),), blocked=name == "lion_8bit")
+        lists = [[p for _, p, _, _ in chosen], [g for _, _, g, _ in chosen]]
+        lists += [[s[key] for _, _, _, s in chosen] for key in keys]
+        library.run(name, lists, meta, scalars)
+        for _, p, _, _ in chosen:
+            torch.autograd.graph.increment_version(p)
+    return rest
+
+
+def _eager_low_precision_lion(p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], key: int) -> None:
+    """One Lion update of ``p`` with a low-precision momentum, a few rows at a time."""
+    values = torch.tensor(values, dtype=torch.float32).tolist()  # the kernels' float32 scalars
+    lr, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, sign, _ = values
+    shape = p.shape
+    rows, cols, _ = block_layout(shape)
+    work = p.detach() if p.is_contiguous() else p.detach().contiguous()
+    flat_p, flat_g = work.view(rows, cols), grad.contiguous().view(rows, cols)
+    for piece in row_pieces(p):
+        lo, hi = piece
+        g = flat_g[lo:hi].float()
+        if sign < 0:
+            g = g.neg()
+        param = flat_p[lo:hi] if work.dtype == torch.float32 else flat_p[lo:hi].float()
+        m = read_moment(state, "exp_avg", "signed", piece, shape).clone()
+        param.mul_(decay)
+        update = torch.mul(m, beta1).add_(torch.mul(g, one_minus_beta1)).sign_()  # the C kernels' roundings
+        param.add_(update, alpha=-lr)  # exact: the update is -1, 0 or 1
+        m.mul_(beta2).add_(torch.mul(g, one_minus_beta2))
+        if param.data_ptr() != flat_p[lo:hi].data_ptr():
+            flat_p[lo:hi].copy_(param)
+        write_moment(state, "exp_avg", "signed", piece, shape, m, noise(key, lo * cols, (hi - lo) * cols, p.device))
+    if work.data_ptr() != p.data_ptr():
+        p.detach().copy_(work)
 
 
 def lion(

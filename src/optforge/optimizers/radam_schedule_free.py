@@ -23,16 +23,16 @@ from typing import Any
 from torch import Tensor
 
 from optforge.optimizers._common import check_betas, check_flags, check_lr, check_range
-from optforge.optimizers.adamw_schedule_free import adamw_schedule_free, init_adam_group
+from optforge.optimizers.adamw_schedule_free import LowPrecisionAdamScheduleFree
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 
 __all__ = ["RAdamScheduleFree"]
 
 
-class RAdamScheduleFree(ScheduleFreeOptimizer):
+class RAdamScheduleFree(LowPrecisionAdamScheduleFree):
     """RAdam without a learning-rate schedule and without warmup steps to tune.
 
-    Same modes, state and arguments as :class:`AdamWScheduleFree`, minus
+    Same modes, state and arguments (``state_precision`` included) as :class:`AdamWScheduleFree`, minus
     ``warmup_steps``; ``silent_sgd_phase`` (default ``True``) skips the first
     steps (4 with ``beta2=0.999``) instead of taking SGD steps.
 
@@ -51,7 +51,7 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
         [False, False, False, False, True, True]
     """
 
-    STATE_TENSORS = ("z", "exp_avg_sq")
+    STATE_TENSORS = ("z", "exp_avg_sq")  # under fp32; see LowPrecisionState for the others
     GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "r", "weight_lr_power")
 
     FLAG_DEFAULTS = MappingProxyType({**ScheduleFreeOptimizer.FLAG_DEFAULTS, "silent_sgd_phase": True})
@@ -67,6 +67,8 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
         weight_lr_power: float = 2.0,
         *,
         silent_sgd_phase: bool = True,
+        state_precision: str = "fp32",
+        seed: int | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -86,6 +88,7 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             "r": r,
             "weight_lr_power": weight_lr_power,
             **self.COUNTERS,
+            **self._precision_defaults(state_precision, seed),
             "silent_sgd_phase": silent_sgd_phase,
             "maximize": maximize,
             "foreach": foreach,
@@ -93,22 +96,7 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _init_group(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        zs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-    ) -> None:
-        init_adam_group(self, group, params, grads, zs, exp_avg_sqs)
-
     def _step_group(self, group: dict[str, Any]) -> None:
-        params: list[Tensor] = []
-        grads: list[Tensor] = []
-        zs: list[Tensor] = []
-        exp_avg_sqs: list[Tensor] = []
-        self._init_group(group, params, grads, zs, exp_avg_sqs)
         beta1, beta2 = group["betas"]
         step = group["k"] + 1
         beta2_t = beta2**step
@@ -122,13 +110,8 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             rect = float(not group["silent_sgd_phase"])
         lr = float(group["lr"]) * rect
         ckp1 = self._advance(group, lr)
-        if not params:
-            return
-        adamw_schedule_free(
-            params,
-            grads,
-            zs,
-            exp_avg_sqs,
+        self._adam_step(
+            group,
             lr=lr,
             ckp1=ckp1,
             beta1=beta1,
@@ -138,5 +121,4 @@ class RAdamScheduleFree(ScheduleFreeOptimizer):
             bias_correction2=bias_correction2,
             adaptive=adaptive,
             maximize=group["maximize"],
-            **self._step_flags(group, params),
         )

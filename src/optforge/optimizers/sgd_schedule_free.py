@@ -34,6 +34,14 @@ from optforge.optimizers._common import (
     in_pieces,
     piece_groups,
 )
+from optforge.optimizers.low_precision import (
+    PIECE_NUMEL,
+    bf16_stochastic,
+    check_precision,
+    draw_seed,
+    noise,
+    stream_key,
+)
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer
 from optforge.ranges import OPEN_UNIT
 
@@ -55,6 +63,14 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         weight_lr_power: Average weights proportional to ``lr_max ** weight_lr_power``, >= 0.
         maximize: Maximize the objective instead of minimizing.
         foreach: Use the multi-tensor implementation (``False``: the per-tensor loop).
+        state_precision: ``"fp32"`` (``z`` in the parameter's dtype) or ``"bf16"``
+            (``z`` in bfloat16, rounded stochastically; complex parameters keep
+            theirs); ``"8bit"`` is refused: ``z`` is the iterate itself.
+        stochastic_rounding: Write bfloat16 parameters (``y``) with stochastic
+            rounding, so that updates far below one bfloat16 ulp still add up
+            without an fp32 master copy.
+        seed: Seed of the stochastic rounding; ``None`` draws one from torch's
+            default generator (``torch.manual_seed`` fixes it).
         fused: Use the single-pass compiled implementation. With neither flag
             set, the fused path is used where it is safe and pays off (see
             :class:`~optforge.optimizers.Lion`); ``optimizer.step_path`` says which.
@@ -84,11 +100,15 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         *,
+        state_precision: str = "fp32",
+        stochastic_rounding: bool = False,
+        seed: int | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
         check_lr(lr)
+        _check_sgd_precision(state_precision)
         check_range(momentum, "momentum", OPEN_UNIT)
         check_range(weight_decay, "weight_decay")
         check_steps(warmup_steps, "warmup_steps")
@@ -107,7 +127,33 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        self._rounding_seed = None if seed is None else int(seed)
+        if state_precision != "fp32":
+            defaults["state_precision"] = state_precision
+        if stochastic_rounding:
+            defaults["stochastic_rounding"] = True
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_sgd_precision(group.get("state_precision", "fp32"))
+        rounds = group.get("state_precision", "fp32") != "fp32" or group.get("stochastic_rounding")
+        if rounds and "seed" not in group:
+            if self._rounding_seed is None:
+                self._rounding_seed = draw_seed()
+            group["seed"] = self._rounding_seed
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Check and load ``state_dict``; ``z`` comes back at this optimizer's ``state_precision``."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "z" in state:
+                    bf16 = group.get("state_precision", "fp32") == "bf16" and not p.is_complex()
+                    dtype = torch.bfloat16 if bf16 else p.dtype
+                    state["z"] = state["z"].to(dtype)
 
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["momentum"]
@@ -122,6 +168,8 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
             state = state_of[p]
             if "z" not in state:
                 state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
+                if group.get("state_precision", "fp32") == "bf16" and not p.is_complex():
+                    state["z"] = state["z"].to(torch.bfloat16)
             params.append(p)
             grads.append(grad)
             zs.append(state["z"])
@@ -135,6 +183,24 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
         lr = float(group["lr"]) * sched
         ckp1 = self._advance(group, lr)
+        rounded = group.get("stochastic_rounding", False)
+        first = 0
+        for other in self.param_groups:
+            if other is group:
+                break
+            first += len(other["params"])
+        index = {id(p): first + i for i, p in enumerate(group["params"])}
+        own = [
+            i
+            for i, (p, z) in enumerate(zip(params, zs))
+            if z.dtype != p.dtype or (rounded and p.dtype == torch.bfloat16)
+        ]
+        for i in own:
+            keys = [stream_key(group["seed"], group["k"] + 1, index[id(params[i])], stream) for stream in (0, 1)]
+            _rounded_sgd_schedule_free(params[i], grads[i], zs[i], group, lr, ckp1, keys, rounded)
+        if own:
+            skip = set(own)
+            params, grads, zs = ([t for i, t in enumerate(x) if i not in skip] for x in (params, grads, zs))
         if not params:
             return
         sgd_schedule_free(
@@ -148,6 +214,50 @@ class SGDScheduleFree(ScheduleFreeOptimizer):
             maximize=group["maximize"],
             **self._step_flags(group, params),
         )
+
+
+def _check_sgd_precision(value: Any) -> None:
+    check_precision(
+        value,
+        allowed=("fp32", "bf16"),
+        why=" (Schedule-Free SGD's only state is z, the iterate itself: it cannot be held in 8 bits)",
+    )
+
+
+def _rounded_sgd_schedule_free(
+    y: Tensor,
+    grad: Tensor,
+    z: Tensor,
+    group: dict[str, Any],
+    lr: float,
+    ckp1: float,
+    keys: list[int],
+    rounded: bool,
+) -> None:
+    """The update in float32, a piece at a time; bfloat16 ``z`` (and ``y`` where ``rounded``) rounded stochastically."""
+    y_coef = lr * (group["momentum"] * (1 - ckp1) - 1)
+    work_y = y.detach() if y.is_contiguous() else y.detach().contiguous()
+    work_z = z if z.is_contiguous() else z.contiguous()
+    flat_y, flat_g, flat_z = work_y.view(-1), grad.reshape(-1), work_z.view(-1)
+    for start in range(0, flat_y.numel(), PIECE_NUMEL):
+        end = min(flat_y.numel(), start + PIECE_NUMEL)
+        y32, z32, g = flat_y[start:end].float(), flat_z[start:end].float(), flat_g[start:end].float()
+        if group["maximize"]:
+            g = g.neg()
+        if group["weight_decay"] != 0:
+            g = g + y32 * group["weight_decay"]
+        y32 = y32.lerp(z32, ckp1).add_(g, alpha=y_coef)
+        z32 = z32.sub(g, alpha=lr)
+        for target, value, key in ((flat_z, z32, keys[0]), (flat_y, y32, keys[1])):
+            if target.dtype == torch.bfloat16 and (rounded or target is flat_z):
+                target[start:end] = bf16_stochastic(value, noise(key, start, end - start, value.device))
+            else:
+                target[start:end] = value
+    if work_y.data_ptr() != y.data_ptr():
+        y.detach().copy_(work_y)
+    if work_z.data_ptr() != z.data_ptr():
+        z.copy_(work_z)
+    torch.autograd.graph.increment_version(y)
 
 
 def sgd_schedule_free(
