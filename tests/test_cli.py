@@ -622,9 +622,9 @@ def test_list_does_not_import_the_optional_providers() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="needs timm")
 def test_list_searches_the_optional_providers_when_nothing_else_matches() -> None:
-    result = invoke("list", "lamb")
+    result = invoke("list", "adan")
     assert result.exit_code == 0, result.output
-    assert "timm.lamb" in result.stdout
+    assert "timm.adan" in result.stdout
 
 
 # --- problems: one line each, values cut short, never a traceback ---------------------------------

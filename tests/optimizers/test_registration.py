@@ -17,6 +17,7 @@ def test_provider_lists_every_optimizer():
         "AdamW8bit",
         "AdamWScheduleFree",
         "AdamWScheduleFree8bit",
+        "Lamb",
         "Lion",
         "Lion8bit",
         "RAdamScheduleFree",

@@ -19,6 +19,7 @@ from optforge.optimizers._fused import StepPath
 from optforge.optimizers.adamw import AdamW
 from optforge.optimizers.adamw_schedule_free import AdamWScheduleFree, adamw_schedule_free
 from optforge.optimizers.composite import CompositeOptimizer
+from optforge.optimizers.lamb import Lamb
 from optforge.optimizers.lion import Lion, lion
 from optforge.optimizers.radam_schedule_free import RAdamScheduleFree
 from optforge.optimizers.schedule_free import ScheduleFreeOptimizer, eval_mode, recompute_batchnorm_stats
@@ -29,6 +30,7 @@ __all__ = [
     "AdamW",
     "AdamWScheduleFree",
     "CompositeOptimizer",
+    "Lamb",
     "Lion",
     "RAdamScheduleFree",
     "SGDScheduleFree",
@@ -48,6 +50,12 @@ def register() -> None:
     """Register optforge's optimizers in the registry (provider ``"optforge"``)."""
     from optforge.registry import register_optimizer
 
+    register_optimizer(
+        Lamb,
+        provider="optforge",
+        description="LAMB with its trust ratio clamped to [min_coeff, max_coeff] (DeepSpeed's FusedLamb update)",
+        decoupled_weight_decay=True,
+    )
     register_optimizer(
         Lion,
         provider="optforge",

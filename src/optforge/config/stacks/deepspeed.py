@@ -6,6 +6,7 @@ What DeepSpeed 0.19.8's engine makes of a config without a client optimizer:
   class by its exact name) with ``optimizer.params`` (:data:`OPTIMIZERS`): ``adam`` and
   ``adamw`` are decoupled AdamW unless ``adam_w_mode: false`` (``AdamW`` stays AdamW), with
   FusedAdam's defaults, or torch's class and defaults with ``torch_adam: true``;
+  ``lamb`` is optforge's ``Lamb`` (FusedLamb's update, trust-ratio clamps and defaults);
 * one param group holding every parameter, no weight-decay split;
 * ``scheduler.type`` (:data:`SCHEDULERS`, or a ``torch.optim.lr_scheduler`` class), stepped
   once per optimizer step from its construction state: ``WarmupLR``, ``WarmupDecayLR``,
@@ -116,6 +117,7 @@ class Optimizer:
     keys: tuple[str, ...]
     betas: bool = True
     passed: tuple[str, ...] = ()
+    fixed: Mapping[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)  # value it must keep, and why
 
 
 _FUSED_ADAM = Optimizer(
@@ -134,9 +136,22 @@ OPTIMIZERS: Mapping[str, Optimizer | str] = {
         ("lr", "betas", "weight_decay", "set_grad_none"),
     ),
     "adagrad": "Adagrad",  # torch.optim.Adagrad with params as they are
-    "lamb": "DeepSpeed's FusedLamb clamps each tensor's trust ratio to [min_coeff, max_coeff] (0.01, 10), "
-    "which neither of optforge's Lamb entries (timm.lamb, pytorch_optimizer.lamb) does; "
-    "write an optforge document naming one of them",
+    "lamb": Optimizer(
+        "Lamb",
+        {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "min_coeff": 0.01, "max_coeff": 10.0},
+        (
+            "lr",
+            "bias_correction",
+            "betas",
+            "eps",
+            "eps_inside_sqrt",
+            "weight_decay",
+            "max_coeff",
+            "min_coeff",
+            "amsgrad",
+        ),
+        fixed={"amsgrad": (False, "DeepSpeed's FusedLamb does not support AMSGrad (it raises)")},
+    ),
     "muadam": "MuAdam comes from the mup package, which optforge has not",
     "muadamw": "MuAdamW comes from the mup package, which optforge has not",
     "musgd": "MuSGD comes from the mup package, which optforge has not",
@@ -491,6 +506,9 @@ def _optimizer(
             built, entry = _adam(problems, params, kind.lower(), unexpressed)
         else:
             _check_keys(problems, params, entry.keys, "optimizer.params", f"argument of DeepSpeed's {kind}")
+            for key, (value, why) in entry.fixed.items():
+                if params.pop(key, value) != value:
+                    problems.add(f"optimizer.params.{key}", why)
             _grad_none(params, unexpressed)
             built = {"name": entry.name, **entry.defaults, **params}
         return built, built.get("lr", entry.defaults.get("lr")), entry.betas
