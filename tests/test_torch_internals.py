@@ -7,12 +7,16 @@ nothing else in optforge reaches into torch's private attributes.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from optforge import torch_internals
-from optforge.torch_internals import clear_pending_grad_scale, pending_grad_scale
+from optforge.torch_internals import clear_pending_grad_scale, pending_grad_scale, shard_offset
+from tests.integrations._launch import run_ranks
 
 
 def _optimizer() -> torch.optim.Optimizer:
@@ -86,3 +90,33 @@ def test_grad_scaler_leaves_the_scale_on_a_fused_optimizer_and_none_once_unscale
     assert seen[1] is None
     clear_pending_grad_scale(optimizer)
     assert pending_grad_scale(optimizer) is None
+
+
+def shard_offsets(rank: int, world_size: int, workdir: Path) -> dict[str, Any]:
+    """``shard_offset`` of a 63 x 5 tensor placed three ways, and whether the local shards are where it says."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    whole = torch.arange(63.0 * 5).reshape(63, 5)
+    out: dict[str, Any] = {}
+    for name, placement in (("rows", Shard(0)), ("cols", Shard(1)), ("replicated", Replicate())):
+        tensor = distribute_tensor(whole, mesh, [placement])
+        offset = shard_offset(tensor)
+        local = tensor.to_local()
+        where = tuple(slice(start, start + size) for start, size in zip(offset, local.shape))
+        out[name] = (offset, torch.equal(local, whole[where]))
+    return out
+
+
+def test_shard_offset_is_none_for_a_plain_tensor() -> None:
+    assert shard_offset(torch.zeros(3, 2)) is None
+    assert shard_offset(torch.nn.Parameter(torch.zeros(3))) is None
+
+
+@pytest.mark.distributed
+def test_shard_offset_is_where_each_rank_s_shard_starts(tmp_path: Path) -> None:
+    ranks = run_ranks("tests.test_torch_internals:shard_offsets", tmp_path, world_size=2)
+    # torch.chunk's split, as FSDP2 shards: 63 rows as 32 + 31, 5 columns as 3 + 2
+    assert ranks[0] == {"rows": ((0, 0), True), "cols": ((0, 0), True), "replicated": ((0, 0), True)}
+    assert ranks[1] == {"rows": ((32, 0), True), "cols": ((0, 3), True), "replicated": ((0, 0), True)}

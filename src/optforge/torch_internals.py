@@ -16,6 +16,8 @@ loudly, rather than somewhere inside a training run.
   scheduler has a closed form.
 - :func:`pending_grad_scale` and :func:`clear_pending_grad_scale`: the scale a ``GradScaler``
   leaves on an optimizer that unscales inside its step (``fused=True``), instead of unscaling.
+- :func:`shard_offset`: where a DTensor's local shard starts in the whole tensor
+  (``compute_local_shape_and_global_offset`` of ``torch.distributed.tensor._utils``).
 
 Example:
     >>> import torch
@@ -26,9 +28,11 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from torch import Tensor
 from torch.optim import Optimizer
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "pending_grad_scale",
     "restore_state",
     "set_up_without_groups",
+    "shard_offset",
     "unguarded_add_param_group",
 ]
 
@@ -90,3 +95,19 @@ def pending_grad_scale(optimizer: Optimizer) -> Any:
 def clear_pending_grad_scale(optimizer: Optimizer) -> None:
     """Tell ``optimizer``'s step that its gradients are unscaled, as ``GradScaler`` does after ``unscale_``."""
     setattr(optimizer, GRAD_SCALE_ATTRIBUTE, None)
+
+
+def shard_offset(tensor: Tensor) -> tuple[int, ...] | None:
+    """The index in the whole tensor of the first element of a DTensor's local shard, per dimension.
+
+    ``None`` for a tensor that is no DTensor. No DTensor exists before ``torch.distributed.tensor``
+    is imported, so a plain tensor costs no import of it (seconds).
+    """
+    module = sys.modules.get("torch.distributed.tensor")
+    if module is None or not isinstance(tensor, module.DTensor):
+        return None
+    # torch.distributed.tensor is loaded already (it made ``tensor``): this import only binds the name
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    _, offset = compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)
+    return tuple(int(i) for i in offset)

@@ -46,6 +46,7 @@ from optforge.optimizers.low_precision import (
     init_moment,
     keeps_full_precision,
     lerp_exact,
+    local_item,
     noise,
     read_moment,
     row_pieces,
@@ -232,19 +233,19 @@ class AdamW(LowPrecisionState, StepPathChoice, Optimizer):
                 -1.0 if group["maximize"] else 1.0,
                 1.0,
             ]
-            eager = same
+            eager = [local_item(item) for item in same]  # a DTensor's shards, at their place in the whole
             library = kernels() if fused else None
             if library is not None:
-                eager = self._fused(library, same, values, seed, step)
-            for tensor, p, grad, state in eager:
+                eager = self._fused(library, eager, values, seed, step)
+            for tensor, p, grad, state, first in eager:
                 keys = (stream_key(seed, step, tensor, 0), stream_key(seed, step, tensor, 1))
-                _eager_adamw(p, grad, state, values, keys)
+                _eager_adamw(p, grad, state, values, keys, first)
 
     def _fused(self, library: Any, items: list[Any], values: list[float], seed: int, step: int) -> list[Any]:
         """Run the C kernels on the float32 CPU tensors of ``items``; the rest, for the eager update."""
         rest, blocks, bf16 = [], [], []
         for item in items:
-            _, p, grad, state = item
+            _, p, grad, state, _ = item
             ok = p.dtype == grad.dtype == torch.float32 and p.device.type == "cpu"
             ok = ok and p.is_contiguous() and grad.is_contiguous() and type(p) in (Tensor, torch.nn.Parameter)
             (blocks if ok and "exp_avg_codes" in state else bf16 if ok and "exp_avg" in state else rest).append(item)
@@ -253,18 +254,18 @@ class AdamW(LowPrecisionState, StepPathChoice, Optimizer):
             if not chosen:
                 continue
             meta: list[int] = []
-            for tensor, p, _, _ in chosen:
+            for tensor, p, _, _, first in chosen:
                 keys = (stream_key(seed, step, tensor, 0), stream_key(seed, step, tensor, 1))
-                meta += metadata(p, 0, keys, blocked=name == "adamw_8bit")
+                meta += metadata(p, first, keys, blocked=name == "adamw_8bit")
             keys_of = (
                 ("exp_avg_codes", "exp_avg_scales", "exp_avg_sq_codes", "exp_avg_sq_scales")
                 if name == "adamw_8bit"
                 else ("exp_avg", "exp_avg_sq")
             )
-            lists = [[p for _, p, _, _ in chosen], [g for _, _, g, _ in chosen]]
-            lists += [[s[key] for _, _, _, s in chosen] for key in keys_of]
+            lists = [[p for _, p, _, _, _ in chosen], [g for _, _, g, _, _ in chosen]]
+            lists += [[s[key] for _, _, _, s, _ in chosen] for key in keys_of]
             library.run(name, lists, meta, scalars)
-            for _, p, _, _ in chosen:
+            for _, p, _, _, _ in chosen:
                 torch.autograd.graph.increment_version(p)
         return rest
 
@@ -274,8 +275,13 @@ def _plain_lr(lr: float | Tensor) -> float | Tensor:
     return float(lr) if isinstance(lr, Tensor) and lr.device.type == "cpu" else lr
 
 
-def _eager_adamw(p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], keys: tuple[int, int]) -> None:
-    """One low-precision AdamW update of ``p``, a few rows at a time, in the order of torch's single-tensor code."""
+def _eager_adamw(
+    p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], keys: tuple[int, int], first: int = 0
+) -> None:
+    """One low-precision AdamW update of ``p``, a few rows at a time, in the order of torch's single-tensor code.
+
+    ``first``: the index of ``p``'s first element in the whole parameter (a shard's), for the random numbers.
+    """
     values = torch.tensor(values, dtype=torch.float32).tolist()  # the kernels' float32 scalars
     decay, weight, beta2, one_minus_beta2, inv_bc2_sqrt, eps, neg_step, bound, sign, _ = values
     shape = p.shape
@@ -304,7 +310,7 @@ def _eager_adamw(p: Tensor, grad: Tensor, state: dict[str, Any], values: list[fl
         param.add_(update.mul_(neg_step))
         if param.data_ptr() != flat_p[lo:hi].data_ptr():
             flat_p[lo:hi].copy_(param)
-        start, count = lo * cols, (hi - lo) * cols
+        start, count = first + lo * cols, (hi - lo) * cols
         if coded:  # one number per element: its high 16 bits round m, its low 16 bits the root of v
             r = noise(keys[0], start, count, p.device)
             random = [r & 0xFFFF0000, (r & 0xFFFF) << 16]

@@ -52,6 +52,7 @@ from optforge.optimizers.low_precision import (
     init_moment,
     keeps_full_precision,
     lerp_exact,
+    local_item,
     noise,
     read_moment,
     row_pieces,
@@ -126,30 +127,36 @@ def _low_precision_adam_schedule_free(items: list[Any], seed: int, step: int, *,
         min(bound, 3.0e38),
         1.0,
     ]
+    items = [local_item(item) for item in items]  # a DTensor's shards, at their place in the whole
     library = kernels() if fused else None
     if library is not None:
         chosen, rest = [], []
         for item in items:
-            _, p, grad, state = item
+            _, p, grad, state, _ = item
             ok = p.dtype == grad.dtype == torch.float32 and p.device.type == "cpu" and "exp_avg_sq_codes" in state
             ok = ok and p.is_contiguous() and grad.is_contiguous() and state["z"].is_contiguous()
             (chosen if ok and type(p) in (Tensor, torch.nn.Parameter) else rest).append(item)
         if chosen:
             meta: list[int] = []
-            for tensor, p, _, _ in chosen:
-                meta += metadata(p, 0, (stream_key(seed, step, tensor, 0),), blocked=True)
-            lists = [[p for _, p, _, _ in chosen], [g for _, _, g, _ in chosen]]
-            lists += [[s[key] for _, _, _, s in chosen] for key in ("z", "exp_avg_sq_codes", "exp_avg_sq_scales")]
+            for tensor, p, _, _, first in chosen:
+                meta += metadata(p, first, (stream_key(seed, step, tensor, 0),), blocked=True)
+            lists = [[p for _, p, _, _, _ in chosen], [g for _, _, g, _, _ in chosen]]
+            lists += [[s[key] for _, _, _, s, _ in chosen] for key in ("z", "exp_avg_sq_codes", "exp_avg_sq_scales")]
             library.run("sf_adamw_8bit", lists, meta, torch.tensor(values, dtype=torch.float32))
-            for _, p, _, _ in chosen:
+            for _, p, _, _, _ in chosen:
                 torch.autograd.graph.increment_version(p)
         items = rest
-    for tensor, p, grad, state in items:
-        _eager_adam_schedule_free(p, grad, state, values, stream_key(seed, step, tensor, 0))
+    for tensor, p, grad, state, first in items:
+        _eager_adam_schedule_free(p, grad, state, values, stream_key(seed, step, tensor, 0), first)
 
 
-def _eager_adam_schedule_free(p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], key: int) -> None:
-    """One Schedule-Free Adam update of ``p`` with a low-precision ``v``, a few rows at a time (the kernel's order)."""
+def _eager_adam_schedule_free(
+    p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], key: int, first: int = 0
+) -> None:
+    """One Schedule-Free Adam update of ``p`` with a low-precision ``v``, a few rows at a time (the kernel's order).
+
+    ``first``: the index of ``p``'s first element in the whole parameter (a shard's), for the random numbers.
+    """
     values = torch.tensor(values, dtype=torch.float32).tolist()  # the kernels' float32 scalars
     lr, ckp1, beta2, one_minus_beta2, inv_bc2_sqrt, eps, weight_decay, y_coef, sign, adaptive = values[:10]
     bound = values[11]
@@ -180,7 +187,7 @@ def _eager_adam_schedule_free(p: Tensor, grad: Tensor, state: dict[str, Any], va
             flat_p[lo:hi].copy_(y)
         if z.data_ptr() != flat_z[lo:hi].data_ptr():
             flat_z[lo:hi].copy_(z)
-        random = noise(key, lo * cols, (hi - lo) * cols, p.device)
+        random = noise(key, first + lo * cols, (hi - lo) * cols, p.device)
         write_moment(state, "exp_avg_sq", "sqrt", piece, shape, v, random, root=root)
     if work.data_ptr() != p.data_ptr():
         p.detach().copy_(work)

@@ -47,6 +47,7 @@ from optforge.optimizers.low_precision import (
     block_layout,
     init_moment,
     keeps_full_precision,
+    local_item,
     noise,
     read_moment,
     row_pieces,
@@ -216,17 +217,19 @@ class Lion(LowPrecisionState, StepPathChoice, Optimizer):
         values = [lr, 1 - lr * group["weight_decay"], beta1, 1 - beta1, beta2, 1 - beta2]
         values += [-1.0 if group["maximize"] else 1.0, 1.0]
         library = kernels() if self._step_flags(group, [p for _, p, _, _ in items])["fused"] else None
+        local = [local_item(item) for item in items]  # a DTensor's shards, at their place in the whole
         if library is not None:
-            items = _fused_low_precision_lion(library, items, values, seed)
-        for tensor, p, grad, state in items:
-            _eager_low_precision_lion(p, grad, state, values, stream_key(seed, int(state["step"]), tensor, 0))
+            local = _fused_low_precision_lion(library, local, values, seed)
+        for tensor, p, grad, state, first in local:
+            key = stream_key(seed, int(state["step"]), tensor, 0)
+            _eager_low_precision_lion(p, grad, state, values, key, first)
 
 
 def _fused_low_precision_lion(library: Any, items: list[Any], values: list[float], seed: int) -> list[Any]:
     """Run the C kernels on the float32 CPU tensors of ``items``; the rest, for the eager update."""
     rest, blocks, bf16 = [], [], []
     for item in items:
-        _, p, grad, state = item
+        _, p, grad, state, _ = item
         ok = p.dtype == grad.dtype == torch.float32 and p.device.type == "cpu"
         ok = ok and p.is_contiguous() and grad.is_contiguous() and type(p) in (Tensor, torch.nn.Parameter)
         if ok and "exp_avg_codes" in state:
@@ -243,18 +246,24 @@ def _fused_low_precision_lion(library: Any, items: list[Any], values: list[float
         if not chosen:
             continue
         meta: list[int] = []
-        for tensor, p, _, state in chosen:
-            meta += metadata(p, 0, (stream_key(seed, int(state["step"]), tensor, 0),), blocked=name == "lion_8bit")
-        lists = [[p for _, p, _, _ in chosen], [g for _, _, g, _ in chosen]]
-        lists += [[s[key] for _, _, _, s in chosen] for key in keys]
+        for tensor, p, _, state, first in chosen:
+            key = stream_key(seed, int(state["step"]), tensor, 0)
+            meta += metadata(p, first, (key,), blocked=name == "lion_8bit")
+        lists = [[p for _, p, _, _, _ in chosen], [g for _, _, g, _, _ in chosen]]
+        lists += [[s[key] for _, _, _, s, _ in chosen] for key in keys]
         library.run(name, lists, meta, scalars)
-        for _, p, _, _ in chosen:
+        for _, p, _, _, _ in chosen:
             torch.autograd.graph.increment_version(p)
     return rest
 
 
-def _eager_low_precision_lion(p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], key: int) -> None:
-    """One Lion update of ``p`` with a low-precision momentum, a few rows at a time."""
+def _eager_low_precision_lion(
+    p: Tensor, grad: Tensor, state: dict[str, Any], values: list[float], key: int, first: int = 0
+) -> None:
+    """One Lion update of ``p`` with a low-precision momentum, a few rows at a time.
+
+    ``first``: the index of ``p``'s first element in the whole parameter (a shard's), for the random numbers.
+    """
     values = torch.tensor(values, dtype=torch.float32).tolist()  # the kernels' float32 scalars
     lr, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, sign, _ = values
     shape = p.shape
@@ -274,7 +283,8 @@ def _eager_low_precision_lion(p: Tensor, grad: Tensor, state: dict[str, Any], va
         m.mul_(beta2).add_(torch.mul(g, one_minus_beta2))
         if param.data_ptr() != flat_p[lo:hi].data_ptr():
             flat_p[lo:hi].copy_(param)
-        write_moment(state, "exp_avg", "signed", piece, shape, m, noise(key, lo * cols, (hi - lo) * cols, p.device))
+        random = noise(key, first + lo * cols, (hi - lo) * cols, p.device)
+        write_moment(state, "exp_avg", "signed", piece, shape, m, random)
     if work.data_ptr() != p.data_ptr():
         p.detach().copy_(work)
 

@@ -49,6 +49,7 @@ from torch.optim import Optimizer
 from optforge.errors import ConfigError
 from optforge.optimizers._common import CheckedStateLoading
 from optforge.state_check import check_state_dict
+from optforge.torch_internals import shard_offset
 
 __all__ = [
     "BLOCK",
@@ -68,6 +69,8 @@ __all__ = [
     "is_quantized",
     "keeps_full_precision",
     "lerp_exact",
+    "local_item",
+    "local_shard",
     "noise",
     "quantize_signed",
     "quantize_sqrt",
@@ -360,6 +363,14 @@ class LowPrecisionState(CheckedStateLoading):
                 "use state_precision: fp32 for complex parameters (a param group of their own)",
                 path="state_precision",
             )
+        placed = [index for index, p in enumerate(group["params"]) if not _rows_shardable(p)]
+        if placed:
+            placements = list(group["params"][placed[0]].placements)
+            raise ConfigError(
+                f"{precision} state is kept in blocks of rows, but params {placed[:5]} of this group are DTensors "
+                f"placed {placements}; shard them on dim 0 only (FSDP2's fully_shard) or replicate them",
+                path="state_precision",
+            )
         group.setdefault("seed", self._seed())
 
     def _moment_keys(self) -> set[str]:
@@ -464,16 +475,71 @@ PIECE_NUMEL = 1 << 18
 
 
 def init_moment(param: Tensor, state: dict[str, Any], name: str, kind: str, precision: str) -> None:
-    """A zero moment ``name`` of ``param`` in ``state`` at ``precision`` (see :class:`LowPrecisionState`)."""
+    """A zero moment ``name`` of ``param`` in ``state`` at ``precision`` (see :class:`LowPrecisionState`).
+
+    A DTensor parameter gets DTensor moments placed as it is (scales too: their rows are the parameter's).
+    """
     if is_quantized(param, precision):
         rows, _, blocks = block_layout(param.shape)
         dtype = torch.int8 if kind == "signed" else torch.uint8
-        state[f"{name}_codes"] = torch.zeros(param.shape, dtype=dtype, device=param.device)
-        state[f"{name}_scales"] = torch.zeros(rows, blocks, dtype=torch.float32, device=param.device)
+        state[f"{name}_codes"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.contiguous_format)
+        local, _ = local_shard(param)
+        scales = torch.zeros(local.shape[0], blocks, dtype=torch.float32, device=local.device)
+        state[f"{name}_scales"] = _placed_like(param, scales, (rows, blocks))
     elif keeps_full_precision(param, precision):
         state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
     else:
-        state[name] = torch.zeros(param.shape, dtype=torch.bfloat16, device=param.device)
+        state[name] = torch.zeros_like(param, dtype=torch.bfloat16, memory_format=torch.contiguous_format)
+
+
+def local_shard(tensor: Tensor) -> tuple[Tensor, int]:
+    """``tensor``'s local part and the row of the whole tensor where it starts.
+
+    A DTensor's local shard (``to_local()``, which shares its storage) and its global
+    row offset; any other tensor, itself and 0.
+
+    Example:
+        >>> x = torch.zeros(4, 3)
+        >>> local_shard(x)[0] is x, local_shard(x)[1]
+        (True, 0)
+    """
+    offset = shard_offset(tensor)
+    if offset is None:
+        return tensor, 0
+    return tensor.to_local(), offset[0] if offset else 0
+
+
+def local_item(item: tuple[int, Tensor, Tensor, dict[str, Any]]) -> tuple[int, Tensor, Tensor, dict[str, Any], int]:
+    """``(tensor, param, grad, state)`` of a step on local tensors, and the global index of its first element.
+
+    For a DTensor parameter (sharded on dim 0): its shard, its gradient's and a dict of
+    its state's shards (which share the DTensors' storage, so the update writes into
+    them). The random numbers of its elements are then the ones of the whole tensor.
+    A plain parameter comes back as it is, at index 0.
+    """
+    tensor, param, grad, state = item
+    local, row = local_shard(param)
+    if local is param:
+        return tensor, param, grad, state, 0
+    shards = {key: local_shard(value)[0] if isinstance(value, Tensor) else value for key, value in state.items()}
+    return tensor, local, local_shard(grad)[0], shards, row * block_layout(param.shape)[1]
+
+
+def _placed_like(param: Tensor, local: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``local`` as the local shard of a tensor of ``shape`` placed as DTensor ``param``; ``local`` for a plain one."""
+    if shard_offset(param) is None:
+        return local
+    stride = tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
+    return type(param).from_local(
+        local, param.device_mesh, param.placements, run_check=False, shape=torch.Size(shape), stride=stride
+    )
+
+
+def _rows_shardable(param: Tensor) -> bool:
+    """Whether ``param`` is no DTensor, or one replicated or sharded on dim 0 (in whole rows) on every mesh dim."""
+    if shard_offset(param) is None:
+        return True
+    return all(p.is_replicate() or (type(p).__name__ == "Shard" and p.is_shard(0)) for p in param.placements)
 
 
 def sqrt_exact(x: Tensor) -> Tensor:
