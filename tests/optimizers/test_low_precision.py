@@ -307,3 +307,16 @@ def test_low_precision_state_on_complex_parameters_is_a_config_error_at_build_ti
     with pytest.raises(ConfigError, match="complex"):
         optforge.build_optimizer([real_param, complex_param], {"name": name, "lr": 1e-3})
     optforge.build_optimizer([real_param], {"name": name, "lr": 1e-3})
+
+
+def test_a_refused_param_group_leaves_the_optimizer_as_it_was() -> None:
+    real_param = torch.nn.Parameter(torch.zeros(64, 128))
+    optimizer = optforge.build_optimizer([real_param], {"name": "AdamW8bit", "lr": 1e-3})
+    groups = copy.deepcopy(optimizer.param_groups)
+    with pytest.raises(ConfigError, match="complex"):
+        optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(64, 128, dtype=torch.complex64))]})
+    assert len(optimizer.param_groups) == len(groups)
+    assert [g["params"][0] is real_param for g in optimizer.param_groups] == [True]
+    assert {k: v for k, v in optimizer.param_groups[0].items() if k != "params"} == {
+        k: v for k, v in groups[0].items() if k != "params"
+    }

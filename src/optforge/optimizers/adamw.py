@@ -142,10 +142,6 @@ class AdamW(LowPrecisionState, StepPathChoice, Optimizer):
         }
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        self._check_group_precision(self.param_groups[-1])
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:

@@ -72,10 +72,6 @@ class LowPrecisionAdamScheduleFree(LowPrecisionState, ScheduleFreeOptimizer):
     EXTRA_STATE = ("z",)
     REQUIRED_STATE = ("z",)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        self._check_group_precision(self.param_groups[-1])
-
     def _adam_step(self, group: dict[str, Any], **kwargs: Any) -> None:
         """One update of ``group`` (the arguments of :func:`adamw_schedule_free` but the tensors)."""
         precision = group.get("state_precision", "fp32")

@@ -139,10 +139,6 @@ class Lion(LowPrecisionState, StepPathChoice, Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        self._check_group_precision(self.param_groups[-1])
-
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     ) -> None:

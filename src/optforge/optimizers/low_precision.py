@@ -350,6 +350,16 @@ class LowPrecisionState(CheckedStateLoading):
             self._rounding_seed = draw_seed()
         return self._rounding_seed  # type: ignore[return-value]
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as the optimizer does, then check its ``state_precision``; a refused group is not kept."""
+        super().add_param_group(param_group)  # type: ignore[misc]
+        groups = self.param_groups  # type: ignore[attr-defined]
+        try:
+            self._check_group_precision(groups[-1])
+        except ConfigError:
+            groups.pop()
+            raise
+
     def _check_group_precision(self, group: dict[str, Any]) -> None:
         """Refuse a group's bad ``state_precision`` (complex parameters keep fp32 state: the codes are real);
         give a low-precision group a seed."""
