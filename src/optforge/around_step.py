@@ -266,6 +266,8 @@ class _Around:
         """Parameters added since (``add_param_group``) join an average of tensors at their current values."""
         if not isinstance(self.ema, list):
             return  # an average of the model holds all of its parameters
+        if sum(len(group["params"]) for group in optimizer.param_groups) == len(self.params):
+            return  # no group added since (torch refuses a parameter in two groups)
         known = {id(p) for p in self.params}
         for group in optimizer.param_groups:
             for p in group["params"]:
