@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+from bench_optimizers import gpt2_shapes
 
 import optforge
 
@@ -28,11 +29,7 @@ CONFIGS = {
 
 
 def gpt2_small(device: str) -> list[torch.nn.Parameter]:
-    shapes: list[tuple[int, ...]] = [(50257, 768), (1024, 768)]
-    block = [(768,), (768,), (2304, 768), (2304,), (768, 768), (768,)]
-    block += [(768,), (768,), (3072, 768), (3072,), (768, 3072), (768,)]
-    shapes += block * 12 + [(768,), (768,)]
-    params = [torch.nn.Parameter(torch.randn(shape, device=device) * 0.02) for shape in shapes]
+    params = [torch.nn.Parameter(torch.randn(shape, device=device) * 0.02) for shape in gpt2_shapes()]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
     return params
