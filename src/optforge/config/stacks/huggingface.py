@@ -514,6 +514,9 @@ def _warmup_steps(problems: Problems, data: Mapping[str, Any], total: int | None
 
 def _optimizer(problems: Problems, data: Mapping[str, Any], unexpressed: list[Unexpressed]) -> dict[str, Any]:
     optim = data.get("optim", DEFAULTS["optim"])
+    if not isinstance(optim, str):
+        problems.add("optim", f"expected the name of an optimizer (a string), got {truncate(optim)}")
+        return {}
     if optim in ELSEWHERE:
         problems.add("optim", f"{optim!r} builds an optimizer of {ELSEWHERE[optim]}, which optforge has not")
         return {}
@@ -565,7 +568,7 @@ def _schedule(
     problems: Problems, data: Mapping[str, Any], total: int | None, unexpressed: list[Unexpressed]
 ) -> dict[str, Any] | None:
     kind = data.get("lr_scheduler_type", DEFAULTS["lr_scheduler_type"])
-    if kind not in SCHEDULES:
+    if not isinstance(kind, str) or kind not in SCHEDULES:
         with problems.collect():
             raise unknown_choice("lr_scheduler_type", kind, SCHEDULES, what="lr_scheduler_type")
         return None

@@ -161,6 +161,20 @@ def _key_pattern(key: str) -> str:
     return pattern
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers_noted(values: Mapping[str, Any], keys: Sequence[str], path: str, problems: Problems) -> bool:
+    """Whether each of ``keys`` that ``values`` sets is a finite number; notes each that is not."""
+    good = True
+    for key in keys:
+        if values.get(key) is not None and not _is_number(values[key]):
+            problems.add(f"{path}.{key}", f"expected a finite number, got {truncate(values[key])}")
+            good = False
+    return good
+
+
 def _custom_rules(custom: Any, base_wd: Any, problems: Problems) -> list[dict[str, Any]]:
     path = "optim_wrapper.paramwise_cfg.custom_keys"
     if not isinstance(custom, Mapping):
@@ -171,6 +185,8 @@ def _custom_rules(custom: Any, base_wd: Any, problems: Problems) -> list[dict[st
         entry, where = custom[key], f"{path}.{key}"
         if not isinstance(entry, Mapping):
             problems.add(where, f"expected a mapping (lr_mult, decay_mult, ...), got {truncate(entry)}")
+            continue
+        if not _numbers_noted(entry, ("lr_mult", "decay_mult"), where, problems):
             continue
         rule: dict[str, Any] = {"match": _key_pattern(str(key)), "regex": True, "optional": True}
         if "lr" not in entry:
@@ -242,6 +258,13 @@ def _paramwise(cfg: Any, base_wd: Any, problems: Problems, unexpressed: list[Une
         if key not in PARAMWISE_KEYS:
             with problems.collect():
                 raise unknown_choice(f"{path}.{key}", key, PARAMWISE_KEYS, what="paramwise_cfg key")
+    mults = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "flat_decay_mult")
+    numbers = _numbers_noted(cfg, mults, path, problems)
+    if base_wd is not None and not _is_number(base_wd):
+        problems.add("optim_wrapper.optimizer.weight_decay", f"expected a finite number, got {truncate(base_wd)}")
+        numbers = False
+    if not numbers:
+        return []
     for key in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "flat_decay_mult"):
         if cfg.get(key) is not None and base_wd is None:
             problems.add(f"{path}.{key}", "needs optim_wrapper.optimizer.weight_decay, which is not set")
@@ -330,7 +353,7 @@ def _scheduler(
         problems.add(path, f"expected a mapping with a type, got {truncate(raw)}")
         return None
     kind = raw.get("type")
-    if kind not in SCHEDULER_TYPES:
+    if not isinstance(kind, str) or kind not in SCHEDULER_TYPES:
         with problems.collect():
             raise unknown_choice(f"{path}.type", kind, SCHEDULER_TYPES, what="param scheduler type")
         return None
@@ -516,6 +539,9 @@ def translate(data: Mapping[str, Any], run: Mapping[str, Any]) -> Translation:
     schedulers = data.get("param_scheduler")
     if isinstance(schedulers, Mapping):
         schedulers = [schedulers]
+    if schedulers is not None and (not isinstance(schedulers, Sequence) or isinstance(schedulers, str)):
+        problems.add("param_scheduler", f"expected a list of scheduler configs, got {truncate(schedulers)}")
+        schedulers = None
     if _has_plateau(schedulers):
         plateau = _plateau_section(schedulers, problems, unexpressed)
         if plateau is not None:
