@@ -320,3 +320,23 @@ def test_a_refused_param_group_leaves_the_optimizer_as_it_was() -> None:
     assert {k: v for k, v in optimizer.param_groups[0].items() if k != "params"} == {
         k: v for k, v in groups[0].items() if k != "params"
     }
+
+
+def test_a_refused_load_leaves_the_optimizer_as_it_was():
+    params = _params()
+    adamw = AdamW(params, lr=1e-2, state_precision="8bit", seed=3)
+    _run(adamw, params, range(2))
+    lion = Lion(params, lr=1e-2, state_precision="8bit")
+    _run(lion, params, range(1))
+    before = copy.deepcopy(adamw.state_dict())
+    with pytest.raises(ConfigError, match="another optimizer"):
+        adamw.load_state_dict(copy.deepcopy(lion.state_dict()))
+    after = adamw.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    assert after["state"].keys() == before["state"].keys()
+    for pid, entry in before["state"].items():
+        assert after["state"][pid].keys() == entry.keys()
+        for key, value in entry.items():
+            saved = after["state"][pid][key]
+            assert saved.dtype == value.dtype
+            assert torch.equal(saved, value)
